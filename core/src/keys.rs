@@ -1,0 +1,221 @@
+//! Data-key lifecycle. Producers lease the active DEK of a (KEK, algorithm) pair, which rotates
+//! after a number of uses or an age; consumers keep unwrapped DEKs in a bounded LRU with a TTL.
+//! Either way the KMS is called once per DEK, never per record.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+use sha2::Digest;
+
+use crate::crypto::{hex, random_bytes, Algorithm, Dek, DekId, DEK_ID_LEN};
+use crate::error::{Error, ErrorKind, Result};
+use crate::kms::{KekUri, Kms, WrapContext};
+use crate::stats::Counters;
+
+/// No AES-GCM data key is ever used more than this many times (random 96-bit nonces: the
+/// chance of a repeat stays below 2^-40, far inside NIST SP 800-38D's 2^-32 bound).
+pub const DEK_HARD_USE_LIMIT: u64 = 1 << 28;
+
+/// Data-key limits and cache sizes.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Rotate an AES-GCM DEK after this many encryptions (each field and each header tag counts).
+    pub dek_max_uses: u64,
+    /// Rotate any DEK after this age.
+    pub dek_max_age: Duration,
+    /// How many unwrapped DEKs a consumer keeps.
+    pub dek_cache_capacity: usize,
+    /// How long a consumer keeps an unwrapped DEK before asking the KMS again.
+    pub dek_cache_ttl: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            dek_max_uses: 4_000_000,
+            dek_max_age: Duration::from_secs(3600),
+            dek_cache_capacity: 1024,
+            dek_cache_ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl Limits {
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.dek_max_uses == 0 || self.dek_max_uses > DEK_HARD_USE_LIMIT / 2 {
+            return Err(Error::config(format!(
+                "dek_max_uses must be between 1 and {} (half the hard limit {DEK_HARD_USE_LIMIT})",
+                DEK_HARD_USE_LIMIT / 2
+            )));
+        }
+        if self.dek_cache_capacity == 0 {
+            return Err(Error::config("dek_cache_capacity must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// A DEK as a producer holds it: the cipher plus what the header needs to describe it.
+#[derive(Debug)]
+pub(crate) struct ActiveDek {
+    pub dek: Arc<Dek>,
+    pub kek_version: String,
+    pub wrapped: Vec<u8>,
+    uses: AtomicU64,
+    created: Instant,
+    max_uses: u64,
+    max_age: Duration,
+}
+
+impl ActiveDek {
+    fn fresh(&self) -> bool {
+        self.uses.load(Ordering::Relaxed) < self.max_uses && self.created.elapsed() < self.max_age
+    }
+
+    /// Counts `n` uses; fails closed past the hard limit.
+    pub fn use_n(&self, n: u64) -> Result<()> {
+        if self.dek.algorithm().is_deterministic() {
+            return Ok(()); // no nonce, no wear-out
+        }
+        let before = self.uses.fetch_add(n, Ordering::Relaxed);
+        if before + n > DEK_HARD_USE_LIMIT {
+            return Err(Error::new(
+                ErrorKind::LimitExceeded,
+                format!("data key {} reached its hard usage limit", hex(self.dek.id())),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The active DEK of one (KEK, algorithm) pair.
+#[derive(Debug)]
+pub(crate) struct DekSlot {
+    pub kek: KekUri,
+    pub algorithm: Algorithm,
+    current: RwLock<Option<Arc<ActiveDek>>>,
+}
+
+impl DekSlot {
+    pub fn new(kek: KekUri, algorithm: Algorithm) -> DekSlot {
+        DekSlot { kek, algorithm, current: RwLock::new(None) }
+    }
+
+    /// The DEK to use now, creating (and wrapping) a new one when the current one is worn out.
+    pub fn lease(&self, kms: &dyn Kms, limits: &Limits, counters: &Counters) -> Result<Arc<ActiveDek>> {
+        if let Some(d) = self.current.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            if d.fresh() {
+                return Ok(d.clone());
+            }
+        }
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = current.as_ref() {
+            if d.fresh() {
+                return Ok(d.clone()); // another thread rotated first
+            }
+        }
+        let next = Arc::new(self.create(kms, limits, counters)?);
+        tracing::info!(
+            target: "fieldcrypt::audit",
+            event = "dek_created",
+            kek = %self.kek,
+            kek_version = %next.kek_version,
+            dek_id = %hex(next.dek.id()),
+            algorithm = self.algorithm.name(),
+        );
+        *current = Some(next.clone());
+        Ok(next)
+    }
+
+    fn create(&self, kms: &dyn Kms, limits: &Limits, counters: &Counters) -> Result<ActiveDek> {
+        let alg = self.algorithm;
+        let (key, id, max_uses) = if alg.is_deterministic() {
+            // Every producer must derive the same key, or equal plaintexts would not give equal
+            // ciphertexts across processes; the id is a hash of the key so it agrees too.
+            counters.kms_derive_calls.fetch_add(1, Ordering::Relaxed);
+            let (_, key) = kms.derive_deterministic_key(&self.kek, alg.key_len())?;
+            let digest = sha2::Sha256::new().chain_update(b"fieldcrypt dek id v1").chain_update(key.as_slice()).finalize();
+            let id: DekId = digest[..DEK_ID_LEN].try_into().expect("digest is long enough");
+            (key, id, u64::MAX)
+        } else {
+            let mut key = zeroize::Zeroizing::new(vec![0u8; alg.key_len()]);
+            rand::RngCore::fill_bytes(&mut rand::rng(), key.as_mut_slice());
+            (key, random_bytes::<DEK_ID_LEN>(), limits.dek_max_uses)
+        };
+        counters.kms_wrap_calls.fetch_add(1, Ordering::Relaxed);
+        let wrapped = kms.wrap(&self.kek, &key, &WrapContext { dek_id: &id, algorithm: alg })?;
+        counters.deks_created.fetch_add(1, Ordering::Relaxed);
+        Ok(ActiveDek {
+            dek: Arc::new(Dek::new(id, alg, &key)?),
+            kek_version: wrapped.kek_version,
+            wrapped: wrapped.ciphertext,
+            uses: AtomicU64::new(0),
+            created: Instant::now(),
+            max_uses,
+            max_age: limits.dek_max_age,
+        })
+    }
+}
+
+struct CachedDek {
+    kek: String,
+    kek_version: String,
+    dek: Arc<Dek>,
+    inserted: Instant,
+}
+
+/// Unwrapped DEKs on the consumer side: bounded, with a TTL so revoked keys age out.
+pub(crate) struct DekCache {
+    entries: Mutex<LruCache<DekId, CachedDek>>,
+    ttl: Duration,
+}
+
+impl DekCache {
+    pub fn new(limits: &Limits) -> DekCache {
+        let cap = NonZeroUsize::new(limits.dek_cache_capacity).unwrap_or(NonZeroUsize::MIN);
+        DekCache { entries: Mutex::new(LruCache::new(cap)), ttl: limits.dek_cache_ttl }
+    }
+
+    pub fn get(&self, id: &DekId, kek: &str, kek_version: &str) -> Option<Arc<Dek>> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let hit = entries.get(id)?;
+        if hit.inserted.elapsed() >= self.ttl {
+            entries.pop(id);
+            return None;
+        }
+        // An id presented with another KEK is not the key we cached: unwrap it afresh.
+        (hit.kek == kek && hit.kek_version == kek_version).then(|| hit.dek.clone())
+    }
+
+    pub fn insert(&self, kek: &str, kek_version: &str, dek: Arc<Dek>) {
+        let entry = CachedDek { kek: kek.to_string(), kek_version: kek_version.to_string(), dek: dek.clone(), inserted: Instant::now() };
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).put(*dek.id(), entry);
+    }
+
+    pub fn clear(&self) {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+/// The KMS clients of a codec, by URI scheme.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct KmsRegistry {
+    clients: HashMap<String, Arc<dyn Kms>>,
+}
+
+impl KmsRegistry {
+    pub fn add(&mut self, kms: Arc<dyn Kms>) {
+        self.clients.insert(kms.scheme().to_string(), kms);
+    }
+
+    pub fn for_scheme(&self, scheme: &str) -> Result<&dyn Kms> {
+        self.clients
+            .get(scheme)
+            .map(|k| k.as_ref())
+            .ok_or_else(|| Error::config(format!("no KMS client is configured for key scheme {scheme:?}")))
+    }
+}
