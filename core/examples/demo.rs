@@ -67,7 +67,8 @@ async fn consume_as(
             }
             Some(codec) => {
                 let decrypted = decrypt_message(codec, &msg)?;
-                let left = if decrypted.record.fieldcrypt_header().is_some() { "  (some fields still encrypted)" } else { "" };
+                let left =
+                    if decrypted.record.fieldcrypt_header().is_some() { "  (some fields still encrypted)" } else { "" };
                 println!("{}{left}", String::from_utf8_lossy(decrypted.record.value.as_deref().unwrap_or_default()));
             }
         }
@@ -105,7 +106,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     cluster.create_topic(TOPIC, 1, 1)?;
     let bootstrap = cluster.bootstrap_servers();
     println!("fieldcrypt demo — in-process Kafka mock cluster at {bootstrap}");
-    println!("policy: schemas/policies/demo.json (encrypt `password` and `visa` of topic `{TOPIC}` under local://demo-kek)");
+    println!(
+        "policy: schemas/policies/demo.json (encrypt `password` and `visa` of topic `{TOPIC}` under local://demo-kek)"
+    );
     println!("keys  : schemas/keys/local-dev.json (LOCAL DEVELOPMENT KEY, NOT FOR PRODUCTION)");
 
     let producer: FutureProducer =
@@ -117,13 +120,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (i, line) in records.iter().enumerate() {
         println!("{line}");
         let key = (i + 1).to_string();
-        producer
-            .send(TOPIC, Some(key.as_bytes()), Some(line.as_bytes()), None, Duration::from_secs(10))
-            .await?;
+        producer.send(TOPIC, Some(key.as_bytes()), Some(line.as_bytes()), None, Duration::from_secs(10)).await?;
     }
 
     consume_as(&bootstrap, "stored in Kafka (raw consumer, no fieldcrypt)", None, 1).await?;
-    consume_as(&bootstrap, "consumer with profile `full` (decrypts password and visa)", Some(&codec(Some("full"))?), records.len()).await?;
+    consume_as(
+        &bootstrap,
+        "consumer with profile `full` (decrypts password and visa)",
+        Some(&codec(Some("full"))?),
+        records.len(),
+    )
+    .await?;
     consume_as(
         &bootstrap,
         "consumer with profile `visa-only` (partial view: password stays ciphertext)",

@@ -136,7 +136,10 @@ impl CodecBuilder {
         let profile = match &self.profile {
             Some(name) => Some(self.policy.profile(name).cloned().ok_or_else(|| {
                 let known: Vec<&str> = self.policy.profile_names().collect();
-                Error::config(format!("profile {name:?} is not defined in policy {:?} (defined: {known:?})", self.policy.id()))
+                Error::config(format!(
+                    "profile {name:?} is not defined in policy {:?} (defined: {known:?})",
+                    self.policy.id()
+                ))
             })?),
             None => None,
         };
@@ -261,7 +264,9 @@ impl Codec {
         let mut key_json = match (uses(Part::Key), key) {
             (true, Some(bytes)) => Some(json::parse(bytes, "record key")?),
             (true, None) => {
-                return Err(Error::record(format!("policy encrypts key fields of topic {topic:?}, but the record has no key")))
+                return Err(Error::record(format!(
+                    "policy encrypts key fields of topic {topic:?}, but the record has no key"
+                )))
             }
             (false, _) => None,
         };
@@ -369,7 +374,8 @@ impl Codec {
         if ours.next().is_some() {
             return Err(Error::format(format!("record carries more than one {HEADER_NAME:?} header")));
         }
-        let header_bytes = found.value().ok_or_else(|| Error::format(format!("the {HEADER_NAME:?} header is empty")))?;
+        let header_bytes =
+            found.value().ok_or_else(|| Error::format(format!("the {HEADER_NAME:?} header is empty")))?;
         let env = header::parse(header_bytes)?;
 
         let mut docs = Docs { key, value, key_json: None, value_json: None };
@@ -466,7 +472,10 @@ impl Codec {
             }
         };
         if !ct_eq(&dek.header_tag(&env.record_nonce, env.body)?, tag) {
-            return Err(Error::crypto(format!("fieldcrypt header does not authenticate under data key {}", hex(&entry.dek_id))));
+            return Err(Error::crypto(format!(
+                "fieldcrypt header does not authenticate under data key {}",
+                hex(&entry.dek_id)
+            )));
         }
         Ok(Some(dek))
     }

@@ -98,15 +98,13 @@ impl fmt::Debug for Dek {
 impl Dek {
     pub fn new(id: DekId, algorithm: Algorithm, key: &[u8]) -> Result<Dek> {
         if key.len() != algorithm.key_len() {
-            return Err(Error::crypto(format!(
-                "data key {} has the wrong length for {}",
-                hex(&id),
-                algorithm.name()
-            )));
+            return Err(Error::crypto(format!("data key {} has the wrong length for {}", hex(&id), algorithm.name())));
         }
         let cipher = match algorithm {
             Algorithm::Aes256Gcm => Cipher::Gcm(Aes256Gcm::new_from_slice(key).expect("length checked")),
-            Algorithm::Aes256Siv => Cipher::Siv(Box::new(Mutex::new(Aes256Siv::new_from_slice(key).expect("length checked")))),
+            Algorithm::Aes256Siv => {
+                Cipher::Siv(Box::new(Mutex::new(Aes256Siv::new_from_slice(key).expect("length checked"))))
+            }
         };
         Ok(Dek { id, algorithm, cipher })
     }
@@ -166,7 +164,9 @@ impl Dek {
             Cipher::Siv(c) => {
                 let (tag, body) = ciphertext.split_at(TAG_LEN);
                 let mut buf = body.to_vec();
-                lock(c).decrypt_in_place_detached([aad], &mut buf, aes_siv::Tag::from_slice(tag)).map_err(|_| fail())?;
+                lock(c)
+                    .decrypt_in_place_detached([aad], &mut buf, aes_siv::Tag::from_slice(tag))
+                    .map_err(|_| fail())?;
                 buf
             }
         };

@@ -38,12 +38,9 @@ pub struct EncryptedRecord {
 impl EncryptedRecord {
     /// Headers in rdkafka's form, the fieldcrypt header included.
     pub fn owned_headers(&self) -> OwnedHeaders {
-        self.record
-            .headers
-            .iter()
-            .fold(OwnedHeaders::new_with_capacity(self.record.headers.len()), |acc, h| {
-                acc.insert(Header { key: &h.name, value: h.value.as_deref() })
-            })
+        self.record.headers.iter().fold(OwnedHeaders::new_with_capacity(self.record.headers.len()), |acc, h| {
+            acc.insert(Header { key: &h.name, value: h.value.as_deref() })
+        })
     }
 
     /// A `FutureRecord` borrowing this record's bytes, with all headers set.

@@ -138,7 +138,8 @@ impl DekSlot {
             // ciphertexts across processes; the id is a hash of the key so it agrees too.
             counters.kms_derive_calls.fetch_add(1, Ordering::Relaxed);
             let (_, key) = kms.derive_deterministic_key(&self.kek, alg.key_len())?;
-            let digest = sha2::Sha256::new().chain_update(b"fieldcrypt dek id v1").chain_update(key.as_slice()).finalize();
+            let digest =
+                sha2::Sha256::new().chain_update(b"fieldcrypt dek id v1").chain_update(key.as_slice()).finalize();
             let id: DekId = digest[..DEK_ID_LEN].try_into().expect("digest is long enough");
             (key, id, u64::MAX)
         } else {
@@ -192,7 +193,12 @@ impl DekCache {
     }
 
     pub fn insert(&self, kek: &str, kek_version: &str, dek: Arc<Dek>) {
-        let entry = CachedDek { kek: kek.to_string(), kek_version: kek_version.to_string(), dek: dek.clone(), inserted: Instant::now() };
+        let entry = CachedDek {
+            kek: kek.to_string(),
+            kek_version: kek_version.to_string(),
+            dek: dek.clone(),
+            inserted: Instant::now(),
+        };
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).put(*dek.id(), entry);
     }
 

@@ -75,7 +75,10 @@ pub struct WrappedDek {
 
 impl fmt::Debug for WrappedDek {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WrappedDek").field("kek_version", &self.kek_version).field("len", &self.ciphertext.len()).finish()
+        f.debug_struct("WrappedDek")
+            .field("kek_version", &self.kek_version)
+            .field("len", &self.ciphertext.len())
+            .finish()
     }
 }
 
@@ -89,8 +92,13 @@ pub trait Kms: Send + Sync + fmt::Debug {
     fn wrap(&self, kek: &KekUri, dek: &[u8], ctx: &WrapContext<'_>) -> Result<WrappedDek>;
 
     /// Unwraps a data key wrapped by [`Kms::wrap`] under `kek_version`.
-    fn unwrap(&self, kek: &KekUri, kek_version: &str, wrapped: &[u8], ctx: &WrapContext<'_>)
-        -> Result<Zeroizing<Vec<u8>>>;
+    fn unwrap(
+        &self,
+        kek: &KekUri,
+        kek_version: &str,
+        wrapped: &[u8],
+        ctx: &WrapContext<'_>,
+    ) -> Result<Zeroizing<Vec<u8>>>;
 
     /// A key of `len` bytes that every producer derives identically from the current version of
     /// `kek` (for deterministic encryption, whose ciphertexts must agree across processes).
@@ -152,7 +160,10 @@ impl LocalKms {
         let kms = LocalKms::new();
         for (name, kek) in file.keys {
             if !kek.versions.contains_key(&kek.primary) {
-                return Err(Error::config(format!("local KEK {name:?}: primary version {} is not listed", kek.primary)));
+                return Err(Error::config(format!(
+                    "local KEK {name:?}: primary version {} is not listed",
+                    kek.primary
+                )));
             }
             for (version, b64) in kek.versions {
                 let bytes = Zeroizing::new(
@@ -160,9 +171,10 @@ impl LocalKms {
                         .decode(b64.trim())
                         .map_err(|_| Error::config(format!("local KEK {name:?} version {version} is not base64")))?,
                 );
-                let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-                    Error::config(format!("local KEK {name:?} version {version} must be 32 bytes"))
-                })?;
+                let key: [u8; 32] = bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| Error::config(format!("local KEK {name:?} version {version} must be 32 bytes")))?;
                 kms.insert(&name, version, key, version == kek.primary);
             }
         }
@@ -208,14 +220,20 @@ impl LocalKms {
 
     fn insert(&self, name: &str, version: u32, key: [u8; 32], primary: bool) {
         let mut keys = self.keys.write().unwrap();
-        let kek = keys.entry(name.to_string()).or_insert_with(|| LocalKek { primary: version, versions: BTreeMap::new() });
+        let kek =
+            keys.entry(name.to_string()).or_insert_with(|| LocalKek { primary: version, versions: BTreeMap::new() });
         kek.versions.insert(version, Zeroizing::new(key));
         if primary {
             kek.primary = version;
         }
     }
 
-    fn with_kek<T>(&self, kek: &KekUri, version: Option<u32>, f: impl FnOnce(u32, &[u8; 32]) -> Result<T>) -> Result<T> {
+    fn with_kek<T>(
+        &self,
+        kek: &KekUri,
+        version: Option<u32>,
+        f: impl FnOnce(u32, &[u8; 32]) -> Result<T>,
+    ) -> Result<T> {
         let keys = self.keys.read().unwrap();
         let entry = keys
             .get(kek.name())
@@ -259,19 +277,30 @@ impl Kms for LocalKms {
             out.extend_from_slice(&nonce);
             out.extend_from_slice(dek);
             let tag = Aes256Gcm::new(key.into())
-                .encrypt_in_place_detached(Nonce::from_slice(&nonce), &local_aad(kek, version, ctx), &mut out[GCM_NONCE_LEN..])
+                .encrypt_in_place_detached(
+                    Nonce::from_slice(&nonce),
+                    &local_aad(kek, version, ctx),
+                    &mut out[GCM_NONCE_LEN..],
+                )
                 .map_err(|_| Error::new(ErrorKind::Kms, format!("local KMS could not wrap under {kek}")))?;
             out.extend_from_slice(&tag);
             Ok(WrappedDek { kek_version: version.to_string(), ciphertext: out })
         })
     }
 
-    fn unwrap(&self, kek: &KekUri, kek_version: &str, wrapped: &[u8], ctx: &WrapContext<'_>) -> Result<Zeroizing<Vec<u8>>> {
+    fn unwrap(
+        &self,
+        kek: &KekUri,
+        kek_version: &str,
+        wrapped: &[u8],
+        ctx: &WrapContext<'_>,
+    ) -> Result<Zeroizing<Vec<u8>>> {
         let version: u32 = kek_version
             .parse()
             .map_err(|_| Error::new(ErrorKind::KeyNotFound, format!("KEK {kek} has no version {kek_version:?}")))?;
         self.with_kek(kek, Some(version), |version, key| {
-            let fail = || Error::crypto(format!("wrapped data key does not authenticate under {kek} version {version}"));
+            let fail =
+                || Error::crypto(format!("wrapped data key does not authenticate under {kek} version {version}"));
             if wrapped.len() < GCM_NONCE_LEN + TAG_LEN {
                 return Err(fail());
             }

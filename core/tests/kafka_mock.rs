@@ -18,7 +18,8 @@ const POLICY: &str = r#"{"fieldcrypt_policy":1,"id":"k","encrypt":[
     "profiles":{"visa":{"decrypt":[{"topics":["customers"],"fields":["visa"]}],"otherwise":"null"}}}"#;
 
 fn codec(profile: Option<&str>) -> Codec {
-    let mut b = Codec::builder(Policy::from_json(POLICY).unwrap()).kms(LocalKms::new().with_secret("k", b"test secret"));
+    let mut b =
+        Codec::builder(Policy::from_json(POLICY).unwrap()).kms(LocalKms::new().with_secret("k", b"test secret"));
     if let Some(p) = profile {
         b = b.profile(p);
     }
@@ -37,7 +38,13 @@ async fn produce_and_consume_through_rdkafka() {
     for i in 0..5 {
         let value = format!(r#"{{"id":{i},"password":"pw-{i}","visa":"4111-{i}"}}"#);
         producer
-            .send("customers", Some(format!("{i}").as_bytes()), Some(value.as_bytes()), Some(&app_headers), Duration::from_secs(5))
+            .send(
+                "customers",
+                Some(format!("{i}").as_bytes()),
+                Some(value.as_bytes()),
+                Some(&app_headers),
+                Duration::from_secs(5),
+            )
             .await
             .unwrap();
     }

@@ -3,8 +3,8 @@
 
 mod path;
 
-pub use path::{FieldPath, Segment};
 pub(crate) use path::ConcretePath;
+pub use path::{FieldPath, Segment};
 
 use std::collections::BTreeMap;
 use std::path::Path as FsPath;
@@ -212,7 +212,11 @@ impl Policy {
         }
         let mut rules = Vec::with_capacity(doc.encrypt.len());
         for (n, r) in doc.encrypt.into_iter().enumerate() {
-            let ctx = if r.name.is_empty() { format!("encrypt rule #{}", n + 1) } else { format!("encrypt rule {:?}", r.name) };
+            let ctx = if r.name.is_empty() {
+                format!("encrypt rule #{}", n + 1)
+            } else {
+                format!("encrypt rule {:?}", r.name)
+            };
             if rules.iter().any(|x: &EncryptRule| x.name == r.name) {
                 return Err(Error::policy(format!("{ctx}: rule names must be unique")));
             }
@@ -283,7 +287,8 @@ impl Policy {
     /// The rules that apply to `topic`, in document order. Rejects a topic on which two rules
     /// would encrypt overlapping paths (the ciphertexts would nest).
     pub(crate) fn rules_for(&self, topic: &str) -> Result<Vec<&EncryptRule>> {
-        let rules: Vec<&EncryptRule> = self.rules.iter().filter(|r| r.topics.iter().any(|t| t.matches(topic))).collect();
+        let rules: Vec<&EncryptRule> =
+            self.rules.iter().filter(|r| r.topics.iter().any(|t| t.matches(topic))).collect();
         for (i, a) in rules.iter().enumerate() {
             for b in &rules[i + 1..] {
                 if a.part != b.part {
