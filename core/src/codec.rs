@@ -86,16 +86,32 @@ impl Record {
         self.header(HEADER_NAME)
     }
 
-    fn copy_of<H: HeaderView>(key: Option<&[u8]>, value: Option<&[u8]>, headers: &[H], skip_ours: bool) -> Record {
-        Record {
-            key: key.map(<[u8]>::to_vec),
-            value: value.map(<[u8]>::to_vec),
-            headers: headers
+    fn copy_of<H: HeaderView>(key: Option<&[u8]>, value: Option<&[u8]>, headers: &[H]) -> Record {
+        Record::rebuilt(key, None, value, None, headers, false)
+    }
+
+    /// The output record: each part re-serialized if it was parsed (and so maybe changed), else
+    /// copied; headers copied, minus ours if `drop_ours`.
+    fn rebuilt<H: HeaderView>(
+        key: Option<&[u8]>,
+        key_json: Option<&Value>,
+        value: Option<&[u8]>,
+        value_json: Option<&Value>,
+        headers: &[H],
+        drop_ours: bool,
+    ) -> Record {
+        let part = |bytes: Option<&[u8]>, doc: Option<&Value>| match doc {
+            Some(doc) => Some(serde_json::to_vec(doc).expect("a Value always serializes")),
+            None => bytes.map(<[u8]>::to_vec),
+        };
+        let mut out_headers = Vec::with_capacity(headers.len() + 1);
+        out_headers.extend(
+            headers
                 .iter()
-                .filter(|h| !(skip_ours && h.name() == HEADER_NAME))
-                .map(|h| OwnedHeader { name: h.name().to_string(), value: h.value().map(<[u8]>::to_vec) })
-                .collect(),
-        }
+                .filter(|h| !(drop_ours && h.name() == HEADER_NAME))
+                .map(|h| OwnedHeader { name: h.name().to_string(), value: h.value().map(<[u8]>::to_vec) }),
+        );
+        Record { key: part(key, key_json), value: part(value, value_json), headers: out_headers }
     }
 }
 
@@ -197,6 +213,13 @@ struct PlannedKey {
     fields: Vec<(Part, FieldPath)>,
 }
 
+/// A planned key that selected fields in the record being encrypted, with its leased DEK.
+struct UsedKey<'p> {
+    planned: &'p PlannedKey,
+    dek: Arc<ActiveDek>,
+    matched: Vec<&'p (Part, FieldPath)>,
+}
+
 const MAX_CACHED_PLANS: usize = 10_000;
 
 impl Codec {
@@ -256,9 +279,8 @@ impl Codec {
                 "record for topic {topic:?} already carries a {HEADER_NAME:?} header; refusing to encrypt it twice"
             )));
         }
-        let mut out = Record::copy_of(key, value, headers, false);
         if plan.keys.is_empty() {
-            return Ok(out);
+            return Ok(Record::copy_of(key, value, headers));
         }
         let uses = |part: Part| plan.keys.iter().flat_map(|k| &k.fields).any(|(p, _)| *p == part);
         let mut key_json = match (uses(Part::Key), key) {
@@ -277,7 +299,7 @@ impl Codec {
         };
 
         // Which planned fields this record has, and the DEK for each key that has any.
-        let mut used: Vec<(&PlannedKey, Arc<ActiveDek>, Vec<&(Part, FieldPath)>)> = Vec::new();
+        let mut used: Vec<UsedKey<'_>> = Vec::new();
         for pk in &plan.keys {
             let matched: Vec<&(Part, FieldPath)> = pk
                 .fields
@@ -293,17 +315,25 @@ impl Codec {
             let kms = inner.kms.for_scheme(pk.slot.kek.scheme())?;
             let dek = pk.slot.lease(kms, &inner.limits, &inner.counters)?;
             dek.use_n(1)?; // the header authenticator
-            used.push((pk, dek, matched));
+            used.push(UsedKey { planned: pk, dek, matched });
         }
         if used.is_empty() {
-            return Ok(out);
+            return Ok(Record::copy_of(key, value, headers));
+        }
+        // A part with nothing selected keeps its original bytes.
+        let selects = |part: Part| used.iter().flat_map(|u| &u.matched).any(|(p, _)| *p == part);
+        if !selects(Part::Key) {
+            key_json = None;
+        }
+        if !selects(Part::Value) {
+            value_json = None;
         }
 
         // The header: body, then one authenticator per key.
         let record_nonce: [u8; GCM_NONCE_LEN] = random_bytes();
         let entries: Vec<KeyEntry<'_>> = used
             .iter()
-            .map(|(pk, dek, matched)| KeyEntry {
+            .map(|UsedKey { planned: pk, dek, matched }| KeyEntry {
                 algorithm: pk.slot.algorithm,
                 dek_id: *dek.dek.id(),
                 kek: pk.slot.kek.as_str(),
@@ -315,7 +345,7 @@ impl Codec {
         let mut header_bytes = Vec::with_capacity(256);
         header::write_body(&mut header_bytes, &record_nonce, inner.policy.id(), inner.policy.revision(), &entries);
         let mut tags = Vec::with_capacity(used.len());
-        for (_, dek, _) in &used {
+        for UsedKey { dek, .. } in &used {
             tags.push(dek.dek.header_tag(&record_nonce, &header_bytes)?);
         }
         for tag in &tags {
@@ -326,7 +356,7 @@ impl Codec {
         let mut aad = Vec::with_capacity(128);
         let mut sealed = Vec::with_capacity(128);
         let mut fields = 0u64;
-        for ((_, dek, matched), tag) in used.iter().zip(&tags) {
+        for (UsedKey { dek, matched, .. }, tag) in used.iter().zip(&tags) {
             for (part, path) in matched {
                 let doc = if *part == Part::Key { key_json.as_mut() } else { value_json.as_mut() };
                 let doc = doc.expect("matched paths have a document");
@@ -343,12 +373,7 @@ impl Codec {
             }
         }
 
-        if let Some(doc) = &key_json {
-            out.key = Some(serde_json::to_vec(doc).expect("a Value always serializes"));
-        }
-        if let Some(doc) = &value_json {
-            out.value = Some(serde_json::to_vec(doc).expect("a Value always serializes"));
-        }
+        let mut out = Record::rebuilt(key, key_json.as_ref(), value, value_json.as_ref(), headers, false);
         out.headers.push(OwnedHeader { name: HEADER_NAME.to_string(), value: Some(header_bytes) });
         inner.counters.records_encrypted.fetch_add(1, Ordering::Relaxed);
         inner.counters.fields_encrypted.fetch_add(fields, Ordering::Relaxed);
@@ -369,7 +394,7 @@ impl Codec {
         let inner = &*self.0;
         let mut ours = headers.iter().filter(|h| h.name() == HEADER_NAME);
         let Some(found) = ours.next() else {
-            return Ok(Record::copy_of(key, value, headers, false));
+            return Ok(Record::copy_of(key, value, headers));
         };
         if ours.next().is_some() {
             return Err(Error::format(format!("record carries more than one {HEADER_NAME:?} header")));
@@ -431,13 +456,8 @@ impl Codec {
             }
         }
 
-        let mut out = Record::copy_of(key, value, headers, !ciphertext_left);
-        if let Some(doc) = &docs.key_json {
-            out.key = Some(serde_json::to_vec(doc).expect("a Value always serializes"));
-        }
-        if let Some(doc) = &docs.value_json {
-            out.value = Some(serde_json::to_vec(doc).expect("a Value always serializes"));
-        }
+        let out =
+            Record::rebuilt(key, docs.key_json.as_ref(), value, docs.value_json.as_ref(), headers, !ciphertext_left);
         inner.counters.records_decrypted.fetch_add(1, Ordering::Relaxed);
         inner.counters.fields_decrypted.fetch_add(decrypted, Ordering::Relaxed);
         inner.counters.fields_withheld.fetch_add(withheld, Ordering::Relaxed);
