@@ -7,7 +7,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
 use base64::Engine;
-use serde_json::Value;
 
 use crate::crypto::{ct_eq, hex, random_bytes, Algorithm, Dek, DekId, GCM_NONCE_LEN};
 use crate::error::{Error, ErrorKind, Result};
@@ -15,7 +14,7 @@ use crate::header::{self, DekLocation, Envelope, KeyEntry, HEADER_NAME};
 use crate::json;
 use crate::keys::{ActiveDek, DekCache, DekSlot, KmsRegistry, Limits};
 use crate::kms::{KekUri, Kms, WrapContext};
-use crate::policy::{ConcretePath, Fallback, FieldPath, Part, Policy, Profile};
+use crate::policy::{Fallback, FieldPath, Part, Policy, Profile};
 use crate::stats::{Counters, Stats};
 
 /// Field ciphertext inside string values: standard Base64 with padding (RFC 4648 §4).
@@ -87,23 +86,19 @@ impl Record {
     }
 
     fn copy_of<H: HeaderView>(key: Option<&[u8]>, value: Option<&[u8]>, headers: &[H]) -> Record {
-        Record::rebuilt(key, None, value, None, headers, false)
+        Record::with_parts(None, key, None, value, headers, false)
     }
 
-    /// The output record: each part re-serialized if it was parsed (and so maybe changed), else
-    /// copied; headers copied, minus ours if `drop_ours`.
-    fn rebuilt<H: HeaderView>(
+    /// The output record: each part's new bytes if it has them, else a copy of the input's;
+    /// headers copied, minus ours if `drop_ours`.
+    fn with_parts<H: HeaderView>(
+        new_key: Option<Vec<u8>>,
         key: Option<&[u8]>,
-        key_json: Option<&Value>,
+        new_value: Option<Vec<u8>>,
         value: Option<&[u8]>,
-        value_json: Option<&Value>,
         headers: &[H],
         drop_ours: bool,
     ) -> Record {
-        let part = |bytes: Option<&[u8]>, doc: Option<&Value>| match doc {
-            Some(doc) => Some(serde_json::to_vec(doc).expect("a Value always serializes")),
-            None => bytes.map(<[u8]>::to_vec),
-        };
         let mut out_headers = Vec::with_capacity(headers.len() + 1);
         out_headers.extend(
             headers
@@ -111,7 +106,11 @@ impl Record {
                 .filter(|h| !(drop_ours && h.name() == HEADER_NAME))
                 .map(|h| OwnedHeader { name: h.name().to_string(), value: h.value().map(<[u8]>::to_vec) }),
         );
-        Record { key: part(key, key_json), value: part(value, value_json), headers: out_headers }
+        Record {
+            key: new_key.or_else(|| key.map(<[u8]>::to_vec)),
+            value: new_value.or_else(|| value.map(<[u8]>::to_vec)),
+            headers: out_headers,
+        }
     }
 }
 
@@ -203,9 +202,11 @@ impl std::fmt::Debug for Codec {
     }
 }
 
-/// What to encrypt on one topic: the fields of each (KEK, algorithm) pair.
+/// What to encrypt on one topic: the fields of each (KEK, algorithm) pair, and per record part
+/// the paths to scan for.
 struct TopicPlan {
     keys: Vec<PlannedKey>,
+    parts: [PartPaths; 2],
 }
 
 struct PlannedKey {
@@ -213,11 +214,32 @@ struct PlannedKey {
     fields: Vec<(Part, FieldPath)>,
 }
 
-/// A planned key that selected fields in the record being encrypted, with its leased DEK.
-struct UsedKey<'p> {
-    planned: &'p PlannedKey,
-    dek: Arc<ActiveDek>,
-    matched: Vec<&'p (Part, FieldPath)>,
+/// The paths to look for in one record part, each with its owner: (key entry, field in entry).
+#[derive(Default)]
+struct PartPaths {
+    paths: Vec<FieldPath>,
+    owners: Vec<(usize, usize)>,
+}
+
+impl PartPaths {
+    fn of(fields: impl IntoIterator<Item = (usize, usize, Part, FieldPath)>) -> [PartPaths; 2] {
+        let mut parts: [PartPaths; 2] = Default::default();
+        for (entry, field, part, path) in fields {
+            let p = &mut parts[usize::from(part.code())];
+            p.paths.push(path);
+            p.owners.push((entry, field));
+        }
+        parts
+    }
+}
+
+const PARTS: [Part; 2] = [Part::Value, Part::Key];
+
+fn part_name(part: Part) -> &'static str {
+    match part {
+        Part::Value => "record value",
+        Part::Key => "record key",
+    }
 }
 
 const MAX_CACHED_PLANS: usize = 10_000;
@@ -253,7 +275,10 @@ impl Codec {
                 None => keys.push(PlannedKey { slot: slot.clone(), fields: fields.collect() }),
             }
         }
-        let plan = Arc::new(TopicPlan { keys });
+        let parts = PartPaths::of(keys.iter().enumerate().flat_map(|(k, pk)| {
+            pk.fields.iter().enumerate().map(move |(f, (part, path))| (k, f, *part, path.clone()))
+        }));
+        let plan = Arc::new(TopicPlan { keys, parts });
         let mut plans = self.0.plans.write().unwrap_or_else(|e| e.into_inner());
         if plans.len() >= MAX_CACHED_PLANS {
             plans.clear();
@@ -282,70 +307,70 @@ impl Codec {
         if plan.keys.is_empty() {
             return Ok(Record::copy_of(key, value, headers));
         }
-        let uses = |part: Part| plan.keys.iter().flat_map(|k| &k.fields).any(|(p, _)| *p == part);
-        let mut key_json = match (uses(Part::Key), key) {
-            (true, Some(bytes)) => Some(json::parse(bytes, "record key")?),
-            (true, None) => {
-                return Err(Error::record(format!(
-                    "policy encrypts key fields of topic {topic:?}, but the record has no key"
-                )))
+        // Find the selected values; a tombstone (no value) has none.
+        let mut scans: [Option<json::Scan<'_>>; 2] = [None, None];
+        for part in PARTS {
+            let paths = &plan.parts[usize::from(part.code())].paths;
+            let bytes = if part == Part::Key { key } else { value };
+            scans[usize::from(part.code())] = match bytes {
+                _ if paths.is_empty() => None,
+                Some(bytes) => Some(json::scan(bytes, paths, part_name(part))?),
+                None if part == Part::Value => None,
+                None => {
+                    return Err(Error::record(format!(
+                        "policy encrypts key fields of topic {topic:?}, but the record has no key"
+                    )))
+                }
+            };
+        }
+        let mut selected: Vec<Vec<bool>> = plan.keys.iter().map(|k| vec![false; k.fields.len()]).collect();
+        for (scan, part) in scans.iter().zip(&plan.parts) {
+            for leaf in scan.iter().flat_map(|s| &s.leaves) {
+                let (k, f) = part.owners[leaf.path];
+                selected[k][f] = true;
             }
-            (false, _) => None,
-        };
-        // A tombstone (no value) has no fields to protect.
-        let mut value_json = match (uses(Part::Value), value) {
-            (true, Some(bytes)) => Some(json::parse(bytes, "record value")?),
-            _ => None,
-        };
+        }
 
-        // Which planned fields this record has, and the DEK for each key that has any.
-        let mut used: Vec<UsedKey<'_>> = Vec::new();
-        for pk in &plan.keys {
-            let matched: Vec<&(Part, FieldPath)> = pk
-                .fields
-                .iter()
-                .filter(|(part, path)| {
-                    let doc = if *part == Part::Key { &key_json } else { &value_json };
-                    doc.as_ref().is_some_and(|d| json::has_match(d, path.segments()))
-                })
-                .collect();
-            if matched.is_empty() {
+        // Lease a DEK for each key entry that selected something.
+        let mut used: Vec<(Arc<ActiveDek>, &PlannedKey, &[bool])> = Vec::new();
+        let mut entry_of_key: Vec<usize> = vec![usize::MAX; plan.keys.len()];
+        for (k, pk) in plan.keys.iter().enumerate() {
+            if !selected[k].contains(&true) {
                 continue;
             }
             let kms = inner.kms.for_scheme(pk.slot.kek.scheme())?;
             let dek = pk.slot.lease(kms, &inner.limits, &inner.counters)?;
             dek.use_n(1)?; // the header authenticator
-            used.push(UsedKey { planned: pk, dek, matched });
+            entry_of_key[k] = used.len();
+            used.push((dek, pk, &selected[k]));
         }
         if used.is_empty() {
             return Ok(Record::copy_of(key, value, headers));
         }
-        // A part with nothing selected keeps its original bytes.
-        let selects = |part: Part| used.iter().flat_map(|u| &u.matched).any(|(p, _)| *p == part);
-        if !selects(Part::Key) {
-            key_json = None;
-        }
-        if !selects(Part::Value) {
-            value_json = None;
-        }
 
-        // The header: body, then one authenticator per key.
+        // The header: body, then one authenticator per key entry.
         let record_nonce: [u8; GCM_NONCE_LEN] = random_bytes();
         let entries: Vec<KeyEntry<'_>> = used
             .iter()
-            .map(|UsedKey { planned: pk, dek, matched }| KeyEntry {
+            .map(|(dek, pk, selected)| KeyEntry {
                 algorithm: pk.slot.algorithm,
                 dek_id: *dek.dek.id(),
                 kek: pk.slot.kek.as_str(),
                 kek_version: &dek.kek_version,
                 dek: DekLocation::Inline(&dek.wrapped),
-                fields: matched.iter().map(|(part, path)| (*part, path.as_str())).collect(),
+                fields: pk
+                    .fields
+                    .iter()
+                    .zip(selected.iter())
+                    .filter(|(_, s)| **s)
+                    .map(|((part, path), _)| (*part, path.as_str()))
+                    .collect(),
             })
             .collect();
         let mut header_bytes = Vec::with_capacity(256);
         header::write_body(&mut header_bytes, &record_nonce, inner.policy.id(), inner.policy.revision(), &entries);
         let mut tags = Vec::with_capacity(used.len());
-        for UsedKey { dek, .. } in &used {
+        for (dek, _, _) in &used {
             tags.push(dek.dek.header_tag(&record_nonce, &header_bytes)?);
         }
         for tag in &tags {
@@ -356,24 +381,25 @@ impl Codec {
         let mut aad = Vec::with_capacity(128);
         let mut sealed = Vec::with_capacity(128);
         let mut fields = 0u64;
-        for (UsedKey { dek, matched, .. }, tag) in used.iter().zip(&tags) {
-            for (part, path) in matched {
-                let doc = if *part == Part::Key { key_json.as_mut() } else { value_json.as_mut() };
-                let doc = doc.expect("matched paths have a document");
-                json::visit_mut(doc, path.segments(), &mut ConcretePath::default(), &mut |v, at| {
-                    dek.use_n(1)?;
-                    field_aad(&mut aad, &dek.dek, tag, *part, path.as_str(), at);
-                    let (type_byte, plain) = json::plaintext(v);
-                    sealed.clear();
-                    dek.dek.seal(&aad, type_byte, &plain, &mut sealed)?;
-                    *v = Value::String(TEXT_ENCODING.encode(&sealed));
-                    fields += 1;
-                    Ok(())
-                })?;
-            }
+        let mut outputs: [Option<Vec<u8>>; 2] = [None, None];
+        for ((scan, part), (paths, output)) in scans.iter().zip(PARTS).zip(plan.parts.iter().zip(&mut outputs)) {
+            let Some(scan) = scan.as_ref().filter(|s| !s.leaves.is_empty()) else { continue };
+            *output = Some(scan.splice(|leaf, at, out| {
+                let (k, _) = paths.owners[leaf.path];
+                let (dek, _, _) = &used[entry_of_key[k]];
+                dek.use_n(1)?;
+                field_aad(&mut aad, &dek.dek, &tags[entry_of_key[k]], part, paths.paths[leaf.path].as_str(), at);
+                let (type_byte, plain) = json::plaintext(leaf.raw)?;
+                sealed.clear();
+                dek.dek.seal(&aad, type_byte, plain.as_bytes(), &mut sealed)?;
+                write_base64_string(out, &sealed);
+                fields += 1;
+                Ok(())
+            })?);
         }
 
-        let mut out = Record::rebuilt(key, key_json.as_ref(), value, value_json.as_ref(), headers, false);
+        let [value_out, key_out] = outputs;
+        let mut out = Record::with_parts(key_out, key, value_out, value, headers, false);
         out.headers.push(OwnedHeader { name: HEADER_NAME.to_string(), value: Some(header_bytes) });
         inner.counters.records_encrypted.fetch_add(1, Ordering::Relaxed);
         inner.counters.fields_encrypted.fetch_add(fields, Ordering::Relaxed);
@@ -403,10 +429,8 @@ impl Codec {
             found.value().ok_or_else(|| Error::format(format!("the {HEADER_NAME:?} header is empty")))?;
         let env = header::parse(header_bytes)?;
 
-        let mut docs = Docs { key, value, key_json: None, value_json: None };
-        let mut ciphertext_left = false;
-        let (mut decrypted, mut withheld) = (0u64, 0u64);
-        let mut aad = Vec::with_capacity(128);
+        // Per key entry: which of its paths this consumer may see, and the DEK if it can have it.
+        let mut access: Vec<(Option<Arc<Dek>>, Vec<bool>)> = Vec::with_capacity(env.keys.len());
         for (entry, tag) in env.keys.iter().zip(&env.tags) {
             let allowed: Vec<bool> = entry
                 .fields
@@ -414,50 +438,71 @@ impl Codec {
                 .map(|(part, path)| inner.profile.as_ref().is_none_or(|p| p.allows(topic, *part, path)))
                 .collect();
             let dek = if allowed.contains(&true) { self.dek_for(&env, entry, tag)? } else { None };
-            for ((part, path_text), allowed) in entry.fields.iter().zip(allowed) {
-                let path = FieldPath::parse(path_text)
-                    .map_err(|e| Error::format(format!("header field path {path_text:?} is invalid: {e}")))?;
-                match (&dek, allowed) {
-                    (Some(dek), true) => {
-                        let doc = docs.get(*part)?;
-                        json::visit_mut(doc, path.segments(), &mut ConcretePath::default(), &mut |v, at| {
-                            let Value::String(text) = v else {
-                                return Err(Error::crypto(format!("field {at} does not hold fieldcrypt ciphertext")));
-                            };
-                            let sealed = TEXT_ENCODING
-                                .decode(text.as_bytes())
-                                .map_err(|_| Error::crypto(format!("field {at} does not hold Base64 ciphertext")))?;
-                            field_aad(&mut aad, dek, tag, *part, path_text, at);
-                            let (type_byte, plain) = dek.open(&aad, &sealed)?;
-                            *v = json::from_plaintext(type_byte, plain, at)?;
-                            decrypted += 1;
-                            Ok(())
-                        })?;
-                    }
-                    _ => {
-                        let fallback = inner.profile.as_ref().map_or(&Fallback::Ciphertext, |p| &p.otherwise);
-                        let replacement = match fallback {
-                            Fallback::Ciphertext => {
-                                ciphertext_left = true;
-                                withheld += 1;
-                                continue;
-                            }
-                            Fallback::Null => Value::Null,
-                            Fallback::Mask(mask) => Value::String(mask.clone()),
-                        };
-                        let doc = docs.get(*part)?;
-                        json::visit_mut(doc, path.segments(), &mut ConcretePath::default(), &mut |v, _| {
-                            *v = replacement.clone();
-                            withheld += 1;
-                            Ok(())
-                        })?;
-                    }
-                }
-            }
+            access.push((dek, allowed));
         }
 
-        let out =
-            Record::rebuilt(key, docs.key_json.as_ref(), value, docs.value_json.as_ref(), headers, !ciphertext_left);
+        // Paths are interpreted only after the header authenticated (above).
+        let mut fields = Vec::new();
+        for (e, entry) in env.keys.iter().enumerate() {
+            for (f, (part, text)) in entry.fields.iter().enumerate() {
+                let path = FieldPath::parse(text)
+                    .map_err(|err| Error::format(format!("header field path {text:?} is invalid: {err}")))?;
+                fields.push((e, f, *part, path));
+            }
+        }
+        let parts = PartPaths::of(fields);
+
+        let fallback = inner.profile.as_ref().map_or(&Fallback::Ciphertext, |p| &p.otherwise);
+        let mut ciphertext_left = false;
+        let (mut decrypted, mut withheld) = (0u64, 0u64);
+        let mut aad = Vec::with_capacity(128);
+        let mut sealed = Vec::with_capacity(128);
+        let mut outputs: [Option<Vec<u8>>; 2] = [None, None];
+        for ((part, paths), output) in PARTS.into_iter().zip(&parts).zip(&mut outputs) {
+            if paths.paths.is_empty() {
+                continue;
+            }
+            let bytes = if part == Part::Key { key } else { value };
+            let bytes = bytes.ok_or_else(|| {
+                Error::record(format!("header lists fields of the {}, but the record has none", part_name(part)))
+            })?;
+            let scan = json::scan(bytes, &paths.paths, part_name(part))?;
+            if scan.leaves.is_empty() {
+                continue;
+            }
+            *output = Some(scan.splice(|leaf, at, out| {
+                let (e, f) = paths.owners[leaf.path];
+                match &access[e] {
+                    (Some(dek), allowed) if allowed[f] => {
+                        let text = json::string_value(leaf.raw)
+                            .ok_or_else(|| Error::crypto(format!("field {at} does not hold fieldcrypt ciphertext")))?;
+                        sealed.clear();
+                        TEXT_ENCODING
+                            .decode_vec(text.as_bytes(), &mut sealed)
+                            .map_err(|_| Error::crypto(format!("field {at} does not hold Base64 ciphertext")))?;
+                        field_aad(&mut aad, dek, &env.tags[e], part, paths.paths[leaf.path].as_str(), at);
+                        let (type_byte, plain) = dek.open(&aad, &sealed)?;
+                        json::write_plaintext(type_byte, &plain, at, out)?;
+                        decrypted += 1;
+                    }
+                    _ => {
+                        withheld += 1;
+                        match fallback {
+                            Fallback::Ciphertext => {
+                                ciphertext_left = true;
+                                out.extend_from_slice(leaf.raw.as_bytes());
+                            }
+                            Fallback::Null => out.extend_from_slice(b"null"),
+                            Fallback::Mask(mask) => serde_json::to_writer(out, mask).expect("writing to a Vec"),
+                        }
+                    }
+                }
+                Ok(())
+            })?);
+        }
+
+        let [value_out, key_out] = outputs;
+        let out = Record::with_parts(key_out, key, value_out, value, headers, !ciphertext_left);
         inner.counters.records_decrypted.fetch_add(1, Ordering::Relaxed);
         inner.counters.fields_decrypted.fetch_add(decrypted, Ordering::Relaxed);
         inner.counters.fields_withheld.fetch_add(withheld, Ordering::Relaxed);
@@ -519,27 +564,14 @@ impl Codec {
     }
 }
 
-/// The key and value of a record being decrypted, parsed only when a field in them changes.
-struct Docs<'a> {
-    key: Option<&'a [u8]>,
-    value: Option<&'a [u8]>,
-    key_json: Option<Value>,
-    value_json: Option<Value>,
-}
-
-impl Docs<'_> {
-    fn get(&mut self, part: Part) -> Result<&mut Value> {
-        let (bytes, doc, what) = match part {
-            Part::Key => (self.key, &mut self.key_json, "record key"),
-            Part::Value => (self.value, &mut self.value_json, "record value"),
-        };
-        if doc.is_none() {
-            let bytes = bytes
-                .ok_or_else(|| Error::record(format!("header lists fields of the {what}, but the record has none")))?;
-            *doc = Some(json::parse(bytes, what)?);
-        }
-        Ok(doc.as_mut().expect("parsed above"))
-    }
+/// Writes `bytes` as a JSON string of standard Base64 (which needs no escaping).
+fn write_base64_string(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    let start = out.len();
+    let len = base64::encoded_len(bytes.len(), true).expect("field ciphertexts are far below usize::MAX / 4");
+    out.resize(start + len, 0);
+    TEXT_ENCODING.encode_slice(bytes, &mut out[start..]).expect("buffer sized by encoded_len");
+    out.push(b'"');
 }
 
 /// Associated data of one field ciphertext (see docs/FORMAT.md §4). Randomized fields bind to

@@ -1,136 +1,357 @@
-//! Schemaless JSON records: locating the values a path selects, and turning a value into field
-//! plaintext and back. Strings are encrypted as their UTF-8 bytes; any other JSON value as its
-//! compact JSON text, restored to its original type on decrypt. `null` is left as it is.
+//! Schemaless JSON records, rewritten in one pass without building a value tree.
+//!
+//! [`scan`] walks only the objects and arrays that policy paths descend into; every other value is
+//! copied through byte for byte (serde_json validates it as it skips it). The result is a
+//! *skeleton* — the output record with holes — and the *leaves*: the values the paths selected,
+//! as their raw JSON text. The codec fills each hole with the leaf's replacement ([`Scan::splice`]).
+//! So numbers, escapes and whitespace the policy does not touch stay exactly as the application
+//! wrote them, and a non-string value is encrypted as its exact JSON text.
 
-use serde_json::Value;
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
+
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
-use crate::policy::{ConcretePath, Segment};
+use crate::policy::{ConcretePath, FieldPath, Segment};
 
-/// Plaintext type markers: the first byte inside every field ciphertext.
+/// Plaintext type markers: the first byte inside every field ciphertext (FORMAT.md §3).
 pub(crate) const PLAIN_STRING: u8 = 0;
 pub(crate) const PLAIN_JSON: u8 = 1;
 
-pub(crate) fn parse(bytes: &[u8], what: &str) -> Result<Value> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        // serde_json's message names line/column and category, never the input text.
-        Error::record(format!("{what} is not valid JSON ({})", e.classify_name()))
-    })
+/// One value a path selected.
+#[derive(Debug)]
+pub(crate) struct Leaf<'a> {
+    /// Index of the path (in the slice given to [`scan`]) that selected it.
+    pub path: usize,
+    /// Its concrete location, a range of [`Scan::locations`].
+    pub at: Range<usize>,
+    /// Its JSON text, exactly as in the input.
+    pub raw: &'a str,
+    /// Where its replacement goes in the skeleton.
+    pub hole: usize,
 }
 
-trait ClassifyName {
-    fn classify_name(&self) -> String;
+/// A record split into skeleton and leaves. `null` leaves are not reported: they stay `null`.
+#[derive(Debug)]
+pub(crate) struct Scan<'a> {
+    pub skeleton: Vec<u8>,
+    pub leaves: Vec<Leaf<'a>>,
+    pub locations: String,
 }
 
-impl ClassifyName for serde_json::Error {
-    fn classify_name(&self) -> String {
-        let category = match self.classify() {
-            serde_json::error::Category::Io => "I/O",
-            serde_json::error::Category::Syntax => "syntax error",
-            serde_json::error::Category::Data => "data error",
-            serde_json::error::Category::Eof => "unexpected end",
-        };
-        format!("{category} at line {} column {}", self.line(), self.column())
+impl<'a> Scan<'a> {
+    pub fn location(&self, leaf: &Leaf<'_>) -> &str {
+        &self.locations[leaf.at.clone()]
+    }
+
+    /// The output record: the skeleton with each leaf's hole filled by `fill`.
+    pub fn splice(&self, mut fill: impl FnMut(&Leaf<'a>, &str, &mut Vec<u8>) -> Result<()>) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.skeleton.len() + self.leaves.len() * 96);
+        let mut copied = 0;
+        for leaf in &self.leaves {
+            out.extend_from_slice(&self.skeleton[copied..leaf.hole]);
+            copied = leaf.hole;
+            fill(leaf, self.location(leaf), &mut out)?;
+        }
+        out.extend_from_slice(&self.skeleton[copied..]);
+        Ok(out)
     }
 }
 
-/// Whether the path selects at least one non-null value.
-pub(crate) fn has_match(value: &Value, segments: &[Segment]) -> bool {
-    let Some((first, rest)) = segments.split_first() else {
-        return !value.is_null();
-    };
-    match (first, value) {
-        (Segment::Field(name), Value::Object(map)) => map.get(name).is_some_and(|v| has_match(v, rest)),
-        (Segment::AnyMember, Value::Object(map)) => map.values().any(|v| has_match(v, rest)),
-        (Segment::AnyElement, Value::Array(items)) => items.iter().any(|v| has_match(v, rest)),
-        _ => false,
-    }
+/// Scans a JSON document for the values `paths` select. Fails if the input is not JSON.
+pub(crate) fn scan<'a>(input: &'a [u8], paths: &[FieldPath], what: &str) -> Result<Scan<'a>> {
+    let text =
+        std::str::from_utf8(input).map_err(|_| Error::record(format!("{what} is not valid JSON (not UTF-8)")))?;
+    let mut scan = Scan { skeleton: Vec::with_capacity(input.len()), leaves: Vec::new(), locations: String::new() };
+    let active: Vec<Cursor> = (0..paths.len()).map(|path| Cursor { path, depth: 0 }).collect();
+    let mut at = ConcretePath::default();
+    walk(text, paths, &active, &mut at, &mut scan, true).map_err(|e| invalid(what, &e))?;
+    Ok(scan)
 }
 
-/// Calls `f` on every non-null value the path selects, with its concrete location.
-pub(crate) fn visit_mut(
-    value: &mut Value,
-    segments: &[Segment],
+/// A path and how many of its segments are already matched.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    path: usize,
+    depth: usize,
+}
+
+enum Step<'k> {
+    Member(&'k str),
+    Element,
+}
+
+fn advance(paths: &[FieldPath], active: &[Cursor], step: Step<'_>) -> Vec<Cursor> {
+    active
+        .iter()
+        .filter(|c| match (&paths[c.path].segments()[c.depth], &step) {
+            (Segment::Field(name), Step::Member(key)) => name == key,
+            (Segment::AnyMember, Step::Member(_)) => true,
+            (Segment::AnyElement, Step::Element) => true,
+            _ => false,
+        })
+        .map(|c| Cursor { path: c.path, depth: c.depth + 1 })
+        .collect()
+}
+
+fn walk<'a>(
+    raw: &'a str,
+    paths: &[FieldPath],
+    active: &[Cursor],
     at: &mut ConcretePath,
-    f: &mut dyn FnMut(&mut Value, &str) -> Result<()>,
-) -> Result<()> {
-    let Some((first, rest)) = segments.split_first() else {
-        return if value.is_null() { Ok(()) } else { f(value, at.as_str()) };
-    };
-    let mark = at.len();
-    match (first, value) {
-        (Segment::Field(name), Value::Object(map)) => {
-            if let Some(v) = map.get_mut(name) {
-                at.push_field(name);
-                visit_mut(v, rest, at, f)?;
+    scan: &mut Scan<'a>,
+    top: bool,
+) -> serde_json::Result<()> {
+    match raw.trim_start().as_bytes().first() {
+        Some(b'{' | b'[') => match serde_json::from_str::<Container<'a>>(raw)? {
+            Container::Object(members) => {
+                scan.skeleton.push(b'{');
+                for (n, (key, value)) in members.iter().enumerate() {
+                    if n > 0 {
+                        scan.skeleton.push(b',');
+                    }
+                    match key {
+                        // No escapes in the input: its text between the quotes is the key itself.
+                        Cow::Borrowed(k) => {
+                            scan.skeleton.push(b'"');
+                            scan.skeleton.extend_from_slice(k.as_bytes());
+                            scan.skeleton.push(b'"');
+                        }
+                        Cow::Owned(k) => serde_json::to_writer(&mut scan.skeleton, k)?,
+                    }
+                    scan.skeleton.push(b':');
+                    let next = advance(paths, active, Step::Member(key));
+                    let mark = at.len();
+                    if !next.is_empty() {
+                        at.push_field(key);
+                    }
+                    visit(value.get(), paths, &next, at, scan)?;
+                    at.truncate(mark);
+                }
+                scan.skeleton.push(b'}');
             }
-        }
-        (Segment::AnyMember, Value::Object(map)) => {
-            for (name, v) in map.iter_mut() {
-                at.push_field(name);
-                visit_mut(v, rest, at, f)?;
-                at.truncate(mark);
+            Container::Array(items) => {
+                scan.skeleton.push(b'[');
+                let next = advance(paths, active, Step::Element);
+                for (i, value) in items.iter().enumerate() {
+                    if i > 0 {
+                        scan.skeleton.push(b',');
+                    }
+                    let mark = at.len();
+                    if !next.is_empty() {
+                        at.push_index(i);
+                    }
+                    visit(value.get(), paths, &next, at, scan)?;
+                    at.truncate(mark);
+                }
+                scan.skeleton.push(b']');
             }
-        }
-        (Segment::AnyElement, Value::Array(items)) => {
-            for (i, v) in items.iter_mut().enumerate() {
-                at.push_index(i);
-                visit_mut(v, rest, at, f)?;
-                at.truncate(mark);
+        },
+        _ => {
+            if top {
+                serde_json::from_str::<&RawValue>(raw)?; // a scalar document: still must be JSON
             }
+            scan.skeleton.extend_from_slice(raw.as_bytes());
         }
-        _ => {}
     }
-    at.truncate(mark);
     Ok(())
 }
 
-/// The plaintext of a value: its type marker and bytes (borrowed for strings).
-pub(crate) fn plaintext(value: &Value) -> (u8, std::borrow::Cow<'_, [u8]>) {
-    match value {
-        Value::String(s) => (PLAIN_STRING, s.as_bytes().into()),
-        other => (PLAIN_JSON, serde_json::to_vec(other).expect("a Value always serializes").into()),
+fn visit<'a>(
+    raw: &'a str,
+    paths: &[FieldPath],
+    next: &[Cursor],
+    at: &mut ConcretePath,
+    scan: &mut Scan<'a>,
+) -> serde_json::Result<()> {
+    if next.is_empty() {
+        scan.skeleton.extend_from_slice(raw.as_bytes());
+    } else if let Some(done) = next.iter().find(|c| c.depth == paths[c.path].segments().len()) {
+        if raw == "null" {
+            scan.skeleton.extend_from_slice(b"null");
+        } else {
+            let start = scan.locations.len();
+            scan.locations.push_str(at.as_str());
+            scan.leaves.push(Leaf { path: done.path, at: start..scan.locations.len(), raw, hole: scan.skeleton.len() });
+        }
+    } else {
+        walk(raw, paths, next, at, scan, false)?;
+    }
+    Ok(())
+}
+
+fn invalid(what: &str, e: &serde_json::Error) -> Error {
+    Error::record(format!("{what} is not valid JSON ({})", error_position(e)))
+}
+
+/// A serde_json error as category and position only: its own message can quote the input,
+/// which may be a secret (a record field, a key file).
+pub(crate) fn error_position(e: &serde_json::Error) -> String {
+    let category = match e.classify() {
+        serde_json::error::Category::Io => "I/O error",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "unexpected structure",
+        serde_json::error::Category::Eof => "unexpected end",
+    };
+    format!("{category} at line {} column {}", e.line(), e.column())
+}
+
+/// An object's members in order (duplicates kept) or an array's elements, values left raw.
+enum Container<'a> {
+    Object(Vec<(Cow<'a, str>, &'a RawValue)>),
+    Array(Vec<&'a RawValue>),
+}
+
+impl<'de> de::Deserialize<'de> for Container<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(ContainerVisitor)
     }
 }
 
-/// Rebuilds a value from decrypted plaintext.
-pub(crate) fn from_plaintext(type_byte: u8, bytes: Vec<u8>, at: &str) -> Result<Value> {
-    match type_byte {
-        PLAIN_STRING => String::from_utf8(bytes)
-            .map(Value::String)
-            .map_err(|_| Error::record(format!("decrypted field {at} is not UTF-8 text"))),
-        PLAIN_JSON => serde_json::from_slice(&bytes)
-            .map_err(|_| Error::record(format!("decrypted field {at} is not a JSON value"))),
-        other => Err(Error::record(format!("decrypted field {at} has plaintext type {other}, which JSON cannot hold"))),
+struct ContainerVisitor;
+
+impl<'de> Visitor<'de> for ContainerVisitor {
+    type Value = Container<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object or array")
     }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
+        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            members.push((key.0, map.next_value::<&'de RawValue>()?));
+        }
+        Ok(Container::Object(members))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(8));
+        while let Some(item) = seq.next_element::<&'de RawValue>()? {
+            items.push(item);
+        }
+        Ok(Container::Array(items))
+    }
+}
+
+/// A member name, borrowed from the input when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> std::result::Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> std::result::Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+/// The plaintext of a leaf: strings as their (unescaped) UTF-8 text, other values as their
+/// exact JSON text.
+pub(crate) fn plaintext(raw: &str) -> Result<(u8, Cow<'_, str>)> {
+    if raw.starts_with('"') {
+        let s: Cow<'_, str> = serde_json::from_str::<Key<'_>>(raw).map_err(|_| Error::record("bad JSON string"))?.0;
+        Ok((PLAIN_STRING, s))
+    } else {
+        Ok((PLAIN_JSON, Cow::Borrowed(raw)))
+    }
+}
+
+/// The text of a string leaf (a ciphertext field), unescaped.
+pub(crate) fn string_value(raw: &str) -> Option<Cow<'_, str>> {
+    if raw.starts_with('"') {
+        serde_json::from_str::<Key<'_>>(raw).ok().map(|k| k.0)
+    } else {
+        None
+    }
+}
+
+/// Writes decrypted plaintext back as JSON.
+pub(crate) fn write_plaintext(type_byte: u8, plain: &[u8], at: &str, out: &mut Vec<u8>) -> Result<()> {
+    match type_byte {
+        PLAIN_STRING => {
+            let s =
+                std::str::from_utf8(plain).map_err(|_| Error::record(format!("decrypted field {at} is not UTF-8")))?;
+            serde_json::to_writer(out, s).expect("writing to a Vec cannot fail");
+        }
+        PLAIN_JSON => {
+            let s = std::str::from_utf8(plain).ok().filter(|s| serde_json::from_str::<&RawValue>(s).is_ok());
+            let s = s.ok_or_else(|| Error::record(format!("decrypted field {at} is not a JSON value")))?;
+            out.extend_from_slice(s.as_bytes());
+        }
+        other => {
+            return Err(Error::record(format!(
+                "decrypted field {at} has plaintext type {other}, which JSON cannot hold"
+            )))
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::FieldPath;
-    use serde_json::json;
 
-    fn locations(v: &mut Value, path: &str) -> Vec<String> {
-        let p = FieldPath::parse(path).unwrap();
-        let mut out = Vec::new();
-        visit_mut(v, p.segments(), &mut ConcretePath::default(), &mut |_, at| {
-            out.push(at.to_string());
-            Ok(())
-        })
-        .unwrap();
-        out
+    fn leaves(doc: &str, path: &str) -> Vec<(String, String)> {
+        let paths = [FieldPath::parse(path).unwrap()];
+        let s = scan(doc.as_bytes(), &paths, "test").unwrap();
+        s.leaves.iter().map(|l| (s.location(l).to_string(), l.raw.to_string())).collect()
     }
 
     #[test]
-    fn concrete_locations() {
-        let mut v = json!({"a": {"b": 1}, "orders": [{"visa": "x"}, {"visa": null}, {"visa": "y"}],
-                           "prefs": {"k 1": "v", "k2": "w"}});
-        assert_eq!(locations(&mut v, "a.b"), ["a.b"]);
-        assert_eq!(locations(&mut v, "orders[*].visa"), ["orders[0].visa", "orders[2].visa"]);
-        assert_eq!(locations(&mut v, "prefs.*"), ["prefs[\"k 1\"]", "prefs.k2"]);
-        assert!(locations(&mut v, "missing.x").is_empty());
-        assert!(has_match(&v, FieldPath::parse("orders[*].visa").unwrap().segments()));
-        assert!(!has_match(&v, FieldPath::parse("orders[*].nope").unwrap().segments()));
+    fn finds_concrete_locations() {
+        let doc = r#"{"a": {"b": 1.50}, "orders": [{"visa": "x"}, {"visa": null}, {"visa": "y"}],
+                      "prefs": {"k 1": "v", "k2": "w"}, "s": "not an object"}"#;
+        assert_eq!(leaves(doc, "a.b"), [("a.b".into(), "1.50".into())]);
+        assert_eq!(
+            leaves(doc, "orders[*].visa"),
+            [("orders[0].visa".into(), "\"x\"".into()), ("orders[2].visa".into(), "\"y\"".into())]
+        );
+        assert_eq!(leaves(doc, "prefs.*").len(), 2);
+        assert_eq!(leaves(doc, "prefs.*")[0].0, "prefs[\"k 1\"]");
+        assert!(leaves(doc, "missing.x").is_empty());
+        assert!(leaves(doc, "s.x").is_empty(), "a path through a scalar selects nothing");
+    }
+
+    #[test]
+    fn skeleton_keeps_untouched_bytes() {
+        let doc = r#"{"n": 1.0e+2, "big": 123456789012345678901234567890, "esc": "a\u0041", "p": "secret"}"#;
+        let paths = [FieldPath::parse("p").unwrap()];
+        let s = scan(doc.as_bytes(), &paths, "test").unwrap();
+        let out = s
+            .splice(|_, _, out| {
+                out.extend_from_slice(b"\"X\"");
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"n":1.0e+2,"big":123456789012345678901234567890,"esc":"a\u0041","p":"X"}"#
+        );
+    }
+
+    #[test]
+    fn rejects_non_json() {
+        let paths = [FieldPath::parse("p").unwrap()];
+        for bad in ["", "{", "{\"p\":1} x", "nope", "[1,]", "\u{0}"] {
+            assert!(scan(bad.as_bytes(), &paths, "v").is_err(), "{bad:?}");
+        }
+        assert!(scan(b"42", &paths, "v").unwrap().leaves.is_empty());
     }
 }
