@@ -17,9 +17,11 @@ demo: setup
 lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
+	cd core/fuzz && $(CARGO) fmt -- --check && $(CARGO) clippy --all-targets -- -D warnings
 
 unit: setup
 	$(CARGO) test --workspace --all-features
+	cd core/fuzz && $(CARGO) test
 
 fuzz: setup
 	scripts/fuzz.sh $(FUZZ_SECONDS)

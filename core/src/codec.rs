@@ -467,8 +467,16 @@ impl Codec {
                 Error::record(format!("header lists fields of the {}, but the record has none", part_name(part)))
             })?;
             let scan = json::scan(bytes, &paths.paths, part_name(part))?;
-            if scan.leaves.is_empty() {
-                continue;
+            // The header lists only paths that selected a value when the record was encrypted:
+            // one that selects nothing now means a field was renamed, removed or nulled.
+            let mut found = vec![false; paths.paths.len()];
+            scan.leaves.iter().for_each(|leaf| found[leaf.path] = true);
+            if let Some(missing) = found.iter().position(|f| !f) {
+                return Err(Error::crypto(format!(
+                    "encrypted field {} of the {} is missing: the record was altered",
+                    paths.paths[missing],
+                    part_name(part)
+                )));
             }
             *output = Some(scan.splice(|leaf, at, out| {
                 let (e, f) = paths.owners[leaf.path];
@@ -513,7 +521,9 @@ impl Codec {
     /// consumer has no access to the KEK (unknown key, or no KMS client for its scheme).
     fn dek_for(&self, env: &Envelope<'_>, entry: &KeyEntry<'_>, tag: &[u8; 16]) -> Result<Option<Arc<Dek>>> {
         let inner = &*self.0;
-        let dek = match inner.cache.get(&entry.dek_id, entry.kek, entry.kek_version) {
+        let cached_dek = inner.cache.get(&entry.dek_id, entry.kek, entry.kek_version);
+        let cached = cached_dek.is_some();
+        let dek = match cached_dek {
             Some(dek) => {
                 inner.counters.dek_cache_hits.fetch_add(1, Ordering::Relaxed);
                 dek
@@ -542,6 +552,11 @@ impl Codec {
                 hex(&entry.dek_id)
             )));
         }
+        if !cached {
+            // Cached only once the header proved the key genuine, so a tampered header can
+            // neither evict nor replace a good entry.
+            inner.cache.insert(entry.kek, entry.kek_version, dek.clone());
+        }
         Ok(Some(dek))
     }
 
@@ -558,9 +573,7 @@ impl Codec {
         inner.counters.kms_unwrap_calls.fetch_add(1, Ordering::Relaxed);
         let ctx = WrapContext { dek_id: &entry.dek_id, algorithm: entry.algorithm };
         let key = kms.unwrap(&kek, entry.kek_version, wrapped, &ctx)?;
-        let dek = Arc::new(Dek::new(entry.dek_id, entry.algorithm, &key)?);
-        inner.cache.insert(entry.kek, entry.kek_version, dek.clone());
-        Ok(dek)
+        Ok(Arc::new(Dek::new(entry.dek_id, entry.algorithm, &key)?))
     }
 }
 

@@ -210,17 +210,20 @@ fn fields_that_should_hold_ciphertext() {
     assert!(e.message().contains("visa"), "{e}");
     seen.0.lock().unwrap().push(e);
 
-    // NOTE (see the report): a field listed in the header that is now null or missing is not
-    // an error — FORMAT.md §6 only visits non-null values — so deleting or nulling an
-    // encrypted field goes unnoticed.
+    // A field listed in the header that is now null, missing or renamed means the record was
+    // altered after encryption (FORMAT.md §6, step 4).
     let mut nulled = doc.clone();
     nulled["password"] = Value::Null;
-    let out = decrypt(&codec, "customers", &with_value(&sealed, &nulled)).unwrap();
-    assert_eq!(value_json(&out)["password"], Value::Null);
+    let e = decrypt(&codec, "customers", &with_value(&sealed, &nulled)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Crypto, "{e}");
+    assert!(e.message().contains("password"), "{e}");
     let mut removed = doc.clone();
     removed.as_object_mut().unwrap().remove("visa");
-    let out = decrypt(&codec, "customers", &with_value(&sealed, &removed)).unwrap();
-    assert_eq!(value_json(&out).get("visa"), None);
+    assert_eq!(seen.kind(decrypt(&codec, "customers", &with_value(&sealed, &removed))), ErrorKind::Crypto);
+    let mut renamed = doc.clone();
+    let visa = renamed.as_object_mut().unwrap().remove("visa").unwrap();
+    renamed["Visa"] = visa;
+    assert_eq!(seen.kind(decrypt(&codec, "customers", &with_value(&sealed, &renamed))), ErrorKind::Crypto);
     seen.assert_no_secrets();
 }
 
