@@ -10,8 +10,9 @@ use base64::Engine;
 
 use crate::crypto::{ct_eq, hex, random_bytes, Algorithm, Dek, DekId, GCM_NONCE_LEN};
 use crate::error::{Error, ErrorKind, Result};
+use crate::formats::json::{self, JsonScanner};
+use crate::formats::{Emit, Leaf, Scan, Scanner, ValueKind, PLAIN_BYTES, PLAIN_JSON, PLAIN_STRING};
 use crate::header::{self, DekLocation, Envelope, KeyEntry, HEADER_NAME};
-use crate::json;
 use crate::keys::{ActiveDek, DekCache, DekSlot, KmsRegistry, Limits};
 use crate::kms::{KekUri, Kms, WrapContext};
 use crate::policy::{Fallback, FieldPath, Part, Policy, Profile};
@@ -215,21 +216,29 @@ struct PlannedKey {
 }
 
 /// The paths to look for in one record part, each with its owner: (key entry, field in entry).
-#[derive(Default)]
 struct PartPaths {
-    paths: Vec<FieldPath>,
+    scanner: JsonScanner,
     owners: Vec<(usize, usize)>,
 }
 
 impl PartPaths {
     fn of(fields: impl IntoIterator<Item = (usize, usize, Part, FieldPath)>) -> [PartPaths; 2] {
-        let mut parts: [PartPaths; 2] = Default::default();
+        let mut paths: [Vec<FieldPath>; 2] = Default::default();
+        let mut owners: [Vec<(usize, usize)>; 2] = Default::default();
         for (entry, field, part, path) in fields {
-            let p = &mut parts[usize::from(part.code())];
-            p.paths.push(path);
-            p.owners.push((entry, field));
+            paths[usize::from(part.code())].push(path);
+            owners[usize::from(part.code())].push((entry, field));
         }
-        parts
+        let [value_paths, key_paths] = paths;
+        let [value_owners, key_owners] = owners;
+        [
+            PartPaths { scanner: JsonScanner::new(value_paths), owners: value_owners },
+            PartPaths { scanner: JsonScanner::new(key_paths), owners: key_owners },
+        ]
+    }
+
+    fn paths(&self) -> &[FieldPath] {
+        self.scanner.paths()
     }
 }
 
@@ -308,13 +317,13 @@ impl Codec {
             return Ok(Record::copy_of(key, value, headers));
         }
         // Find the selected values; a tombstone (no value) has none.
-        let mut scans: [Option<json::Scan<'_>>; 2] = [None, None];
+        let mut scans: [Option<Box<dyn Scan<'_> + '_>>; 2] = [None, None];
         for part in PARTS {
-            let paths = &plan.parts[usize::from(part.code())].paths;
+            let paths = &plan.parts[usize::from(part.code())];
             let bytes = if part == Part::Key { key } else { value };
             scans[usize::from(part.code())] = match bytes {
-                _ if paths.is_empty() => None,
-                Some(bytes) => Some(json::scan(bytes, paths, part_name(part))?),
+                _ if paths.paths().is_empty() => None,
+                Some(bytes) => Some(paths.scanner.scan(bytes, part_name(part))?),
                 None if part == Part::Value => None,
                 None => {
                     return Err(Error::record(format!(
@@ -325,7 +334,7 @@ impl Codec {
         }
         let mut selected: Vec<Vec<bool>> = plan.keys.iter().map(|k| vec![false; k.fields.len()]).collect();
         for (scan, part) in scans.iter().zip(&plan.parts) {
-            for leaf in scan.iter().flat_map(|s| &s.leaves) {
+            for leaf in scan.iter().flat_map(|s| s.leaves()) {
                 let (k, f) = part.owners[leaf.path];
                 selected[k][f] = true;
             }
@@ -380,19 +389,17 @@ impl Codec {
         // The fields.
         let mut aad = Vec::with_capacity(128);
         let mut sealed = Vec::with_capacity(128);
+        let mut text = String::with_capacity(128);
         let mut fields = 0u64;
         let mut outputs: [Option<Vec<u8>>; 2] = [None, None];
         for ((scan, part), (paths, output)) in scans.iter().zip(PARTS).zip(plan.parts.iter().zip(&mut outputs)) {
-            let Some(scan) = scan.as_ref().filter(|s| !s.leaves.is_empty()) else { continue };
-            *output = Some(scan.splice(|leaf, at, out| {
+            let Some(scan) = scan.as_ref().filter(|s| !s.leaves().is_empty()) else { continue };
+            *output = Some(scan.write(&mut |leaf, at, emit| {
                 let (k, _) = paths.owners[leaf.path];
                 let (dek, _, _) = &used[entry_of_key[k]];
                 dek.use_n(1)?;
-                field_aad(&mut aad, &dek.dek, &tags[entry_of_key[k]], part, paths.paths[leaf.path].as_str(), at);
-                let (type_byte, plain) = json::plaintext(leaf.raw)?;
-                sealed.clear();
-                dek.dek.seal(&aad, type_byte, plain.as_bytes(), &mut sealed)?;
-                write_base64_string(out, &sealed);
+                field_aad(&mut aad, &dek.dek, &tags[entry_of_key[k]], part, paths.paths()[leaf.path].as_str(), at);
+                seal_leaf(&dek.dek, &aad, leaf, &mut sealed, &mut text, emit)?;
                 fields += 1;
                 Ok(())
             })?);
@@ -459,38 +466,31 @@ impl Codec {
         let mut sealed = Vec::with_capacity(128);
         let mut outputs: [Option<Vec<u8>>; 2] = [None, None];
         for ((part, paths), output) in PARTS.into_iter().zip(&parts).zip(&mut outputs) {
-            if paths.paths.is_empty() {
+            if paths.paths().is_empty() {
                 continue;
             }
             let bytes = if part == Part::Key { key } else { value };
             let bytes = bytes.ok_or_else(|| {
                 Error::record(format!("header lists fields of the {}, but the record has none", part_name(part)))
             })?;
-            let scan = json::scan(bytes, &paths.paths, part_name(part))?;
+            let scan = paths.scanner.scan(bytes, part_name(part))?;
             // The header lists only paths that selected a value when the record was encrypted:
             // one that selects nothing now means a field was renamed, removed or nulled.
-            let mut found = vec![false; paths.paths.len()];
-            scan.leaves.iter().for_each(|leaf| found[leaf.path] = true);
+            let mut found = vec![false; paths.paths().len()];
+            scan.leaves().iter().for_each(|leaf| found[leaf.path] = true);
             if let Some(missing) = found.iter().position(|f| !f) {
                 return Err(Error::crypto(format!(
                     "encrypted field {} of the {} is missing: the record was altered",
-                    paths.paths[missing],
+                    paths.paths()[missing],
                     part_name(part)
                 )));
             }
-            *output = Some(scan.splice(|leaf, at, out| {
+            *output = Some(scan.write(&mut |leaf, at, emit| {
                 let (e, f) = paths.owners[leaf.path];
                 match &access[e] {
                     (Some(dek), allowed) if allowed[f] => {
-                        let text = json::string_value(leaf.raw)
-                            .ok_or_else(|| Error::crypto(format!("field {at} does not hold fieldcrypt ciphertext")))?;
-                        sealed.clear();
-                        TEXT_ENCODING
-                            .decode_vec(text.as_bytes(), &mut sealed)
-                            .map_err(|_| Error::crypto(format!("field {at} does not hold Base64 ciphertext")))?;
-                        field_aad(&mut aad, dek, &env.tags[e], part, paths.paths[leaf.path].as_str(), at);
-                        let (type_byte, plain) = dek.open(&aad, &sealed)?;
-                        json::write_plaintext(type_byte, &plain, at, out)?;
+                        field_aad(&mut aad, dek, &env.tags[e], part, paths.paths()[leaf.path].as_str(), at);
+                        open_leaf(dek, &aad, leaf, at, &mut sealed, emit)?;
                         decrypted += 1;
                     }
                     _ => {
@@ -498,10 +498,10 @@ impl Codec {
                         match fallback {
                             Fallback::Ciphertext => {
                                 ciphertext_left = true;
-                                out.extend_from_slice(leaf.raw.as_bytes());
+                                emit.keep()?;
                             }
-                            Fallback::Null => out.extend_from_slice(b"null"),
-                            Fallback::Mask(mask) => serde_json::to_writer(out, mask).expect("writing to a Vec"),
+                            Fallback::Null => emit.null()?,
+                            Fallback::Mask(mask) => emit.text(mask)?,
                         }
                     }
                 }
@@ -577,14 +577,67 @@ impl Codec {
     }
 }
 
-/// Writes `bytes` as a JSON string of standard Base64 (which needs no escaping).
-fn write_base64_string(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.push(b'"');
-    let start = out.len();
-    let len = base64::encoded_len(bytes.len(), true).expect("field ciphertexts are far below usize::MAX / 4");
-    out.resize(start + len, 0);
-    TEXT_ENCODING.encode_slice(bytes, &mut out[start..]).expect("buffer sized by encoded_len");
-    out.push(b'"');
+/// Encrypts one selected value and emits its ciphertext: raw in a bytes field, as standard
+/// Base64 text anywhere else.
+fn seal_leaf(
+    dek: &Dek,
+    aad: &[u8],
+    leaf: &Leaf<'_>,
+    sealed: &mut Vec<u8>,
+    text: &mut String,
+    emit: &mut dyn Emit,
+) -> Result<()> {
+    sealed.clear();
+    match leaf.kind {
+        ValueKind::Text => dek.seal(aad, PLAIN_STRING, leaf.value, sealed)?,
+        ValueKind::Bytes => dek.seal(aad, PLAIN_BYTES, leaf.value, sealed)?,
+        ValueKind::Json => {
+            let raw = std::str::from_utf8(leaf.value).map_err(|_| Error::record("JSON value is not UTF-8"))?;
+            let (type_byte, plain) = json::plaintext(raw)?;
+            dek.seal(aad, type_byte, plain.as_bytes(), sealed)?;
+        }
+    }
+    if leaf.kind == ValueKind::Bytes {
+        emit.bytes(sealed)
+    } else {
+        text.clear();
+        TEXT_ENCODING.encode_string(&sealed[..], text);
+        emit.text(text)
+    }
+}
+
+/// Decrypts one selected value and emits its plaintext, restored to its original type.
+fn open_leaf(
+    dek: &Dek,
+    aad: &[u8],
+    leaf: &Leaf<'_>,
+    at: &str,
+    sealed: &mut Vec<u8>,
+    emit: &mut dyn Emit,
+) -> Result<()> {
+    let not_ours = || Error::crypto(format!("field {at} does not hold fieldcrypt ciphertext"));
+    let ciphertext: &[u8] = match leaf.kind {
+        ValueKind::Bytes => leaf.value,
+        ValueKind::Text | ValueKind::Json => {
+            let raw = std::str::from_utf8(leaf.value).map_err(|_| not_ours())?;
+            let text =
+                if leaf.kind == ValueKind::Json { json::string_value(raw).ok_or_else(not_ours)? } else { raw.into() };
+            sealed.clear();
+            TEXT_ENCODING.decode_vec(text.as_bytes(), sealed).map_err(|_| not_ours())?;
+            sealed
+        }
+    };
+    let (type_byte, plain) = dek.open(aad, ciphertext)?;
+    let bad = |what: &str| Error::record(format!("decrypted field {at} {what}"));
+    match type_byte {
+        PLAIN_STRING => emit.text(std::str::from_utf8(&plain).map_err(|_| bad("is not UTF-8"))?),
+        PLAIN_JSON => {
+            let s = std::str::from_utf8(&plain).ok().filter(|s| json::check_json_text(s));
+            emit.json(s.ok_or_else(|| bad("is not a JSON value"))?)
+        }
+        PLAIN_BYTES => emit.bytes(&plain),
+        other => Err(bad(&format!("has unknown plaintext type {other}"))),
+    }
 }
 
 /// Associated data of one field ciphertext (see docs/FORMAT.md §4). Randomized fields bind to

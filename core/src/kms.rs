@@ -155,8 +155,9 @@ impl LocalKms {
 
     /// Loads KEKs from a JSON key file: `{"keys": {"NAME": {"primary": 1, "versions": {"1": "<base64 32 bytes>"}}}}`.
     pub fn from_json(text: &str) -> Result<LocalKms> {
-        let file: KeyFile = serde_json::from_str(text)
-            .map_err(|e| Error::config(format!("local key file is not valid: {}", crate::json::error_position(&e))))?;
+        let file: KeyFile = serde_json::from_str(text).map_err(|e| {
+            Error::config(format!("local key file is not valid: {}", crate::formats::json::error_position(&e)))
+        })?;
         let kms = LocalKms::new();
         for (name, kek) in file.keys {
             if !kek.versions.contains_key(&kek.primary) {

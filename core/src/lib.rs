@@ -22,8 +22,8 @@
 mod codec;
 mod crypto;
 mod error;
+mod formats;
 pub mod header;
-mod json;
 mod keys;
 mod kms;
 pub mod policy;

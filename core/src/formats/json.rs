@@ -9,55 +9,88 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::ops::Range;
 
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+use super::{Emit, Fill, Leaf, ValueKind, PLAIN_JSON, PLAIN_STRING};
 use crate::error::{Error, Result};
 use crate::policy::{ConcretePath, FieldPath, Segment};
 
-/// Plaintext type markers: the first byte inside every field ciphertext (FORMAT.md §3).
-pub(crate) const PLAIN_STRING: u8 = 0;
-pub(crate) const PLAIN_JSON: u8 = 1;
+/// Scans schemaless JSON records (and JSON Schema records) for a list of paths.
+#[derive(Debug, Clone)]
+pub(crate) struct JsonScanner {
+    paths: Vec<FieldPath>,
+}
 
-/// One value a path selected.
-#[derive(Debug)]
-pub(crate) struct Leaf<'a> {
-    /// Index of the path (in the slice given to [`scan`]) that selected it.
-    pub path: usize,
-    /// Its concrete location, a range of [`Scan::locations`].
-    pub at: Range<usize>,
-    /// Its JSON text, exactly as in the input.
-    pub raw: &'a str,
-    /// Where its replacement goes in the skeleton.
-    pub hole: usize,
+impl JsonScanner {
+    pub fn new(paths: Vec<FieldPath>) -> JsonScanner {
+        JsonScanner { paths }
+    }
+
+    pub fn paths(&self) -> &[FieldPath] {
+        &self.paths
+    }
+}
+
+impl super::Scanner for JsonScanner {
+    fn scan<'a>(&self, payload: &'a [u8], what: &str) -> Result<Box<dyn super::Scan<'a> + 'a>> {
+        Ok(Box::new(scan(payload, &self.paths, what)?))
+    }
 }
 
 /// A record split into skeleton and leaves. `null` leaves are not reported: they stay `null`.
 #[derive(Debug)]
 pub(crate) struct Scan<'a> {
-    pub skeleton: Vec<u8>,
-    pub leaves: Vec<Leaf<'a>>,
-    pub locations: String,
+    skeleton: Vec<u8>,
+    leaves: Vec<Leaf<'a>>,
+    /// Where each leaf's replacement goes in the skeleton.
+    holes: Vec<usize>,
+    locations: String,
 }
 
-impl<'a> Scan<'a> {
-    pub fn location(&self, leaf: &Leaf<'_>) -> &str {
-        &self.locations[leaf.at.clone()]
+impl<'a> super::Scan<'a> for Scan<'a> {
+    fn leaves(&self) -> &[Leaf<'a>] {
+        &self.leaves
     }
 
-    /// The output record: the skeleton with each leaf's hole filled by `fill`.
-    pub fn splice(&self, mut fill: impl FnMut(&Leaf<'a>, &str, &mut Vec<u8>) -> Result<()>) -> Result<Vec<u8>> {
+    fn write(&self, fill: &mut Fill<'_, 'a>) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(self.skeleton.len() + self.leaves.len() * 96);
         let mut copied = 0;
-        for leaf in &self.leaves {
-            out.extend_from_slice(&self.skeleton[copied..leaf.hole]);
-            copied = leaf.hole;
-            fill(leaf, self.location(leaf), &mut out)?;
+        for (leaf, &hole) in self.leaves.iter().zip(&self.holes) {
+            out.extend_from_slice(&self.skeleton[copied..hole]);
+            copied = hole;
+            fill(leaf, &self.locations[leaf.at.clone()], &mut JsonEmit { out: &mut out, raw: leaf.value })?;
         }
         out.extend_from_slice(&self.skeleton[copied..]);
         Ok(out)
+    }
+}
+
+struct JsonEmit<'o, 'r> {
+    out: &'o mut Vec<u8>,
+    raw: &'r [u8],
+}
+
+impl Emit for JsonEmit<'_, '_> {
+    fn text(&mut self, text: &str) -> Result<()> {
+        serde_json::to_writer(&mut *self.out, text).expect("writing to a Vec cannot fail");
+        Ok(())
+    }
+    fn bytes(&mut self, _: &[u8]) -> Result<()> {
+        Err(Error::record("a JSON record cannot hold raw bytes"))
+    }
+    fn json(&mut self, raw: &str) -> Result<()> {
+        self.out.extend_from_slice(raw.as_bytes());
+        Ok(())
+    }
+    fn null(&mut self) -> Result<()> {
+        self.out.extend_from_slice(b"null");
+        Ok(())
+    }
+    fn keep(&mut self) -> Result<()> {
+        self.out.extend_from_slice(self.raw);
+        Ok(())
     }
 }
 
@@ -65,7 +98,12 @@ impl<'a> Scan<'a> {
 pub(crate) fn scan<'a>(input: &'a [u8], paths: &[FieldPath], what: &str) -> Result<Scan<'a>> {
     let text =
         std::str::from_utf8(input).map_err(|_| Error::record(format!("{what} is not valid JSON (not UTF-8)")))?;
-    let mut scan = Scan { skeleton: Vec::with_capacity(input.len()), leaves: Vec::new(), locations: String::new() };
+    let mut scan = Scan {
+        skeleton: Vec::with_capacity(input.len()),
+        leaves: Vec::new(),
+        holes: Vec::new(),
+        locations: String::new(),
+    };
     let active: Vec<Cursor> = (0..paths.len()).map(|path| Cursor { path, depth: 0 }).collect();
     let mut at = ConcretePath::default();
     walk(text, paths, &active, &mut at, &mut scan, true).map_err(|e| invalid(what, &e))?;
@@ -175,7 +213,13 @@ fn visit<'a>(
         } else {
             let start = scan.locations.len();
             scan.locations.push_str(at.as_str());
-            scan.leaves.push(Leaf { path: done.path, at: start..scan.locations.len(), raw, hole: scan.skeleton.len() });
+            scan.holes.push(scan.skeleton.len());
+            scan.leaves.push(Leaf {
+                path: done.path,
+                at: start..scan.locations.len(),
+                kind: ValueKind::Json,
+                value: raw.as_bytes(),
+            });
         }
     } else {
         walk(raw, paths, next, at, scan, false)?;
@@ -262,18 +306,18 @@ impl<'de> de::Deserialize<'de> for Key<'de> {
     }
 }
 
-/// The plaintext of a leaf: strings as their (unescaped) UTF-8 text, other values as their
+/// The plaintext of a JSON value: a string as its (unescaped) UTF-8 text, any other value as its
 /// exact JSON text.
 pub(crate) fn plaintext(raw: &str) -> Result<(u8, Cow<'_, str>)> {
     if raw.starts_with('"') {
-        let s: Cow<'_, str> = serde_json::from_str::<Key<'_>>(raw).map_err(|_| Error::record("bad JSON string"))?.0;
+        let s = string_value(raw).ok_or_else(|| Error::record("bad JSON string"))?;
         Ok((PLAIN_STRING, s))
     } else {
         Ok((PLAIN_JSON, Cow::Borrowed(raw)))
     }
 }
 
-/// The text of a string leaf (a ciphertext field), unescaped.
+/// The text of a JSON string value, unescaped; `None` if the value is not a string.
 pub(crate) fn string_value(raw: &str) -> Option<Cow<'_, str>> {
     if raw.starts_with('"') {
         serde_json::from_str::<Key<'_>>(raw).ok().map(|k| k.0)
@@ -282,26 +326,9 @@ pub(crate) fn string_value(raw: &str) -> Option<Cow<'_, str>> {
     }
 }
 
-/// Writes decrypted plaintext back as JSON.
-pub(crate) fn write_plaintext(type_byte: u8, plain: &[u8], at: &str, out: &mut Vec<u8>) -> Result<()> {
-    match type_byte {
-        PLAIN_STRING => {
-            let s =
-                std::str::from_utf8(plain).map_err(|_| Error::record(format!("decrypted field {at} is not UTF-8")))?;
-            serde_json::to_writer(out, s).expect("writing to a Vec cannot fail");
-        }
-        PLAIN_JSON => {
-            let s = std::str::from_utf8(plain).ok().filter(|s| serde_json::from_str::<&RawValue>(s).is_ok());
-            let s = s.ok_or_else(|| Error::record(format!("decrypted field {at} is not a JSON value")))?;
-            out.extend_from_slice(s.as_bytes());
-        }
-        other => {
-            return Err(Error::record(format!(
-                "decrypted field {at} has plaintext type {other}, which JSON cannot hold"
-            )))
-        }
-    }
-    Ok(())
+/// Checks that decrypted plaintext of type [`PLAIN_JSON`] is one JSON value.
+pub(crate) fn check_json_text(text: &str) -> bool {
+    serde_json::from_str::<&RawValue>(text).is_ok()
 }
 
 #[cfg(test)]
@@ -311,7 +338,10 @@ mod tests {
     fn leaves(doc: &str, path: &str) -> Vec<(String, String)> {
         let paths = [FieldPath::parse(path).unwrap()];
         let s = scan(doc.as_bytes(), &paths, "test").unwrap();
-        s.leaves.iter().map(|l| (s.location(l).to_string(), l.raw.to_string())).collect()
+        s.leaves
+            .iter()
+            .map(|l| (s.locations[l.at.clone()].to_string(), String::from_utf8(l.value.to_vec()).unwrap()))
+            .collect()
     }
 
     #[test]
@@ -334,12 +364,7 @@ mod tests {
         let doc = r#"{"n": 1.0e+2, "big": 123456789012345678901234567890, "esc": "a\u0041", "p": "secret"}"#;
         let paths = [FieldPath::parse("p").unwrap()];
         let s = scan(doc.as_bytes(), &paths, "test").unwrap();
-        let out = s
-            .splice(|_, _, out| {
-                out.extend_from_slice(b"\"X\"");
-                Ok(())
-            })
-            .unwrap();
+        let out = super::super::Scan::write(&s, &mut |_, _, emit| emit.text("X")).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             r#"{"n":1.0e+2,"big":123456789012345678901234567890,"esc":"a\u0041","p":"X"}"#
