@@ -8,6 +8,7 @@ pub(crate) mod json;
 use std::ops::Range;
 
 use crate::error::Result;
+use crate::policy::FieldPath;
 
 /// Plaintext type markers: the first byte inside every field ciphertext (FORMAT.md §3).
 pub(crate) const PLAIN_STRING: u8 = 0;
@@ -67,4 +68,17 @@ pub(crate) trait Scan<'a> {
 pub(crate) trait Scanner: Send + Sync {
     /// `what` names the record part in errors ("record value").
     fn scan<'a>(&self, payload: &'a [u8], what: &str) -> Result<Box<dyn Scan<'a> + 'a>>;
+}
+
+/// A parsed writer schema of a schema-registry format (Avro, Protobuf message, JSON Schema).
+#[allow(dead_code)] // implemented by the schema formats as they land
+pub(crate) trait CompiledSchema: Send + Sync {
+    /// The fields tagged with any of `tags` (`confluent:tags`, `(confluent.field_meta).tags`), as
+    /// type-qualified paths `Full.TypeName::field`, in schema order, without duplicates.
+    fn tagged_fields(&self, tags: &[String]) -> Vec<FieldPath>;
+
+    /// A scanner for `paths`: root paths (`address.street`, `items[*].sku`, `attrs.*`) and
+    /// type-qualified paths. A path the schema does not have, or that selects a field of a type
+    /// the format cannot encrypt in place, is a [`crate::ErrorKind::Policy`] error naming it.
+    fn scanner(&self, paths: Vec<FieldPath>) -> Result<Box<dyn Scanner>>;
 }
