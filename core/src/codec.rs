@@ -11,11 +11,13 @@ use base64::Engine;
 use crate::crypto::{ct_eq, hex, random_bytes, Algorithm, Dek, DekId, GCM_NONCE_LEN};
 use crate::error::{Error, ErrorKind, Result};
 use crate::formats::json::{self, JsonScanner};
-use crate::formats::{Emit, Leaf, Scan, Scanner, ValueKind, PLAIN_BYTES, PLAIN_JSON, PLAIN_STRING};
+use crate::formats::{CompiledSchema, Emit, Leaf, Scan, Scanner, ValueKind, PLAIN_BYTES, PLAIN_JSON, PLAIN_STRING};
+use crate::framing::{self, SchemaRef};
 use crate::header::{self, DekLocation, Envelope, KeyEntry, HEADER_NAME};
 use crate::keys::{ActiveDek, DekCache, DekSlot, KmsRegistry, Limits};
 use crate::kms::{KekUri, Kms, WrapContext};
 use crate::policy::{Fallback, FieldPath, Part, Policy, Profile};
+use crate::schema::{self, SchemaSource, SchemaType};
 use crate::stats::{Counters, Stats};
 
 /// Field ciphertext inside string values: standard Base64 with padding (RFC 4648 §4).
@@ -121,6 +123,7 @@ pub struct CodecBuilder {
     kms: KmsRegistry,
     profile: Option<String>,
     limits: Limits,
+    schemas: Option<Arc<dyn SchemaSource>>,
 }
 
 impl CodecBuilder {
@@ -144,6 +147,18 @@ impl CodecBuilder {
 
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Where writer schemas of framed records (Avro, Protobuf, JSON Schema) come from: a
+    /// Schema Registry client or [`crate::StaticSchemas`].
+    pub fn schemas(mut self, source: impl SchemaSource + 'static) -> Self {
+        self.schemas = Some(Arc::new(source));
+        self
+    }
+
+    pub fn schemas_shared(mut self, source: Arc<dyn SchemaSource>) -> Self {
+        self.schemas = Some(source);
         self
     }
 
@@ -172,7 +187,11 @@ impl CodecBuilder {
             profile,
             limits: self.limits,
             slots,
-            plans: RwLock::new(HashMap::new()),
+            schemas: self.schemas,
+            topic_plans: PlanCache::new(),
+            compiled: PlanCache::new(),
+            part_plans: PlanCache::new(),
+            header_scanners: PlanCache::new(),
             counters: Counters::default(),
         })))
     }
@@ -188,7 +207,11 @@ struct Inner {
     profile: Option<Profile>,
     limits: Limits,
     slots: HashMap<(KekUri, Algorithm), Arc<DekSlot>>,
-    plans: RwLock<HashMap<String, Arc<TopicPlan>>>,
+    schemas: Option<Arc<dyn SchemaSource>>,
+    topic_plans: PlanCache<String, Arc<TopicPlan>>,
+    compiled: PlanCache<Shape, Arc<dyn CompiledSchema>>,
+    part_plans: PlanCache<(String, u8, Shape), Arc<PartPlan>>,
+    header_scanners: PlanCache<(Shape, String), Arc<dyn Scanner>>,
     cache: DekCache,
     counters: Counters,
 }
@@ -203,44 +226,56 @@ impl std::fmt::Debug for Codec {
     }
 }
 
-/// What to encrypt on one topic: the fields of each (KEK, algorithm) pair, and per record part
-/// the paths to scan for.
+/// What to encrypt on one topic: per (KEK, algorithm) pair, the paths and tags of each part.
 struct TopicPlan {
     keys: Vec<PlannedKey>,
-    parts: [PartPaths; 2],
 }
 
 struct PlannedKey {
     slot: Arc<DekSlot>,
-    fields: Vec<(Part, FieldPath)>,
+    /// Indexed by `Part::code()`; each with the index of its rule in the policy, so a header
+    /// lists paths in policy order whatever the record part.
+    fields: [Vec<(usize, FieldPath)>; 2],
+    tags: [Vec<(usize, String)>; 2],
 }
 
-/// The paths to look for in one record part, each with its owner: (key entry, field in entry).
-struct PartPaths {
-    scanner: JsonScanner,
-    owners: Vec<(usize, usize)>,
-}
-
-impl PartPaths {
-    fn of(fields: impl IntoIterator<Item = (usize, usize, Part, FieldPath)>) -> [PartPaths; 2] {
-        let mut paths: [Vec<FieldPath>; 2] = Default::default();
-        let mut owners: [Vec<(usize, usize)>; 2] = Default::default();
-        for (entry, field, part, path) in fields {
-            paths[usize::from(part.code())].push(path);
-            owners[usize::from(part.code())].push((entry, field));
-        }
-        let [value_paths, key_paths] = paths;
-        let [value_owners, key_owners] = owners;
-        [
-            PartPaths { scanner: JsonScanner::new(value_paths), owners: value_owners },
-            PartPaths { scanner: JsonScanner::new(key_paths), owners: key_owners },
-        ]
-    }
-
-    fn paths(&self) -> &[FieldPath] {
-        self.scanner.paths()
+impl TopicPlan {
+    fn selects(&self, part: Part) -> bool {
+        let i = usize::from(part.code());
+        self.keys.iter().any(|k| !k.fields[i].is_empty() || !k.tags[i].is_empty())
     }
 }
+
+/// The scanner for one record part of one shape (schemaless JSON, or a writer schema), with the
+/// paths it looks for and, when encrypting, the planned key each path belongs to.
+struct PartPlan {
+    scanner: Arc<dyn Scanner>,
+    paths: Vec<FieldPath>,
+    owners: Vec<usize>,
+    /// (rule index, position): the order a header lists the paths in.
+    order: Vec<(usize, usize)>,
+}
+
+/// A record part located: its framing (copied through) and the shape of its payload.
+struct Located<'a> {
+    /// Framing bytes: the magic byte, schema id and Protobuf message indexes, if any.
+    prefix: &'a [u8],
+    payload: &'a [u8],
+    shape: Shape,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Shape {
+    Schemaless,
+    Schema(SchemaRef, Vec<i32>),
+}
+
+/// A record part being encrypted: where it is, its plan, and what the plan selected in it.
+type ScannedPart<'a> = (Part, Located<'a>, Arc<PartPlan>, Box<dyn Scan<'a> + 'a>);
+
+/// A planned key that selected fields in the record being encrypted: its leased DEK and the
+/// `(part, path)` pairs its header entry lists.
+type UsedKey<'a> = (Arc<ActiveDek>, &'a PlannedKey, Vec<(Part, &'a str)>);
 
 const PARTS: [Part; 2] = [Part::Value, Part::Key];
 
@@ -251,11 +286,42 @@ fn part_name(part: Part) -> &'static str {
     }
 }
 
+fn header_value<'h, H: HeaderView>(headers: &'h [H], name: &str) -> Option<&'h [u8]> {
+    headers.iter().find(|h| h.name() == name).and_then(|h| h.value())
+}
+
 const MAX_CACHED_PLANS: usize = 10_000;
+
+/// A small bounded map for plans: cleared when full (plans are cheap to rebuild; the bound only
+/// stops an unbounded set of topics or schemas from growing memory).
+struct PlanCache<K, V>(RwLock<HashMap<K, V>>);
+
+impl<K: std::hash::Hash + Eq, V: Clone> PlanCache<K, V> {
+    fn new() -> Self {
+        PlanCache(RwLock::new(HashMap::new()))
+    }
+
+    fn get_or_try_insert<Q>(&self, key: &Q, make: impl FnOnce() -> Result<V>) -> Result<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        if let Some(v) = self.0.read().unwrap_or_else(|e| e.into_inner()).get(key) {
+            return Ok(v.clone());
+        }
+        let v = make()?;
+        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_CACHED_PLANS {
+            map.clear();
+        }
+        map.insert(key.to_owned(), v.clone());
+        Ok(v)
+    }
+}
 
 impl Codec {
     pub fn builder(policy: Policy) -> CodecBuilder {
-        CodecBuilder { policy, kms: KmsRegistry::default(), profile: None, limits: Limits::default() }
+        CodecBuilder { policy, kms: KmsRegistry::default(), profile: None, limits: Limits::default(), schemas: None }
     }
 
     pub fn policy(&self) -> &Policy {
@@ -271,29 +337,127 @@ impl Codec {
         self.0.cache.clear();
     }
 
-    fn plan(&self, topic: &str) -> Result<Arc<TopicPlan>> {
-        if let Some(p) = self.0.plans.read().unwrap_or_else(|e| e.into_inner()).get(topic) {
-            return Ok(p.clone());
-        }
-        let mut keys: Vec<PlannedKey> = Vec::new();
-        for rule in self.0.policy.rules_for(topic)? {
-            let slot = &self.0.slots[&(rule.key.clone(), rule.algorithm)];
-            let fields = rule.fields.iter().map(|p| (rule.part, p.clone()));
-            match keys.iter_mut().find(|k| Arc::ptr_eq(&k.slot, slot)) {
-                Some(k) => k.fields.extend(fields),
-                None => keys.push(PlannedKey { slot: slot.clone(), fields: fields.collect() }),
+    fn topic_plan(&self, topic: &str) -> Result<Arc<TopicPlan>> {
+        self.0.topic_plans.get_or_try_insert(topic, || {
+            let mut keys: Vec<PlannedKey> = Vec::new();
+            for (rule_index, rule) in self.0.policy.rules_for(topic)?.into_iter().enumerate() {
+                let slot = &self.0.slots[&(rule.key.clone(), rule.algorithm)];
+                let key = match keys.iter().position(|k| Arc::ptr_eq(&k.slot, slot)) {
+                    Some(i) => &mut keys[i],
+                    None => {
+                        keys.push(PlannedKey {
+                            slot: slot.clone(),
+                            fields: Default::default(),
+                            tags: Default::default(),
+                        });
+                        keys.last_mut().expect("just pushed")
+                    }
+                };
+                let i = usize::from(rule.part.code());
+                key.fields[i].extend(rule.fields.iter().map(|f| (rule_index, f.clone())));
+                key.tags[i].extend(rule.tags.iter().map(|t| (rule_index, t.clone())));
             }
+            Ok(Arc::new(TopicPlan { keys }))
+        })
+    }
+
+    /// Finds a part's framing and, for schema formats, its writer schema.
+    fn locate<'a, H: HeaderView>(&self, part: Part, bytes: &'a [u8], headers: &[H]) -> Result<Located<'a>> {
+        let Some(framed) = framing::detect(bytes, header_value(headers, framing::schema_id_header(part)))? else {
+            return Ok(Located { prefix: &[], payload: bytes, shape: Shape::Schemaless });
+        };
+        let source = self.0.schemas.as_deref().ok_or_else(|| {
+            Error::config(format!(
+                "the {} is framed with {}, and no schema registry or schema source is configured",
+                part_name(part),
+                framed.schema
+            ))
+        })?;
+        let text = source.schema(&framed.schema)?;
+        let mut prefix_len = framed.prefix_len;
+        let mut indexes = Vec::new();
+        if text.schema_type == SchemaType::Protobuf {
+            let (found, len) = framing::message_indexes(&bytes[prefix_len..])?;
+            indexes = found;
+            prefix_len += len;
         }
-        let parts = PartPaths::of(keys.iter().enumerate().flat_map(|(k, pk)| {
-            pk.fields.iter().enumerate().map(move |(f, (part, path))| (k, f, *part, path.clone()))
-        }));
-        let plan = Arc::new(TopicPlan { keys, parts });
-        let mut plans = self.0.plans.write().unwrap_or_else(|e| e.into_inner());
-        if plans.len() >= MAX_CACHED_PLANS {
-            plans.clear();
-        }
-        plans.insert(topic.to_string(), plan.clone());
-        Ok(plan)
+        Ok(Located {
+            prefix: &bytes[..prefix_len],
+            payload: &bytes[prefix_len..],
+            shape: Shape::Schema(framed.schema, indexes),
+        })
+    }
+
+    fn compiled(&self, shape: &Shape) -> Result<Option<Arc<dyn CompiledSchema>>> {
+        let Shape::Schema(schema, indexes) = shape else { return Ok(None) };
+        self.0
+            .compiled
+            .get_or_try_insert(shape, || {
+                let source = self.0.schemas.as_deref().expect("located with a schema source");
+                schema::compile(source.schema(schema)?.as_ref(), indexes)
+            })
+            .map(Some)
+    }
+
+    /// The encryption plan of one part of one topic in one shape: the policy's paths, plus the
+    /// fields the writer schema tags.
+    fn part_plan(&self, topic: &str, plan: &TopicPlan, part: Part, shape: &Shape) -> Result<Arc<PartPlan>> {
+        let key = (topic.to_string(), part.code(), shape.clone());
+        self.0.part_plans.get_or_try_insert(&key, || {
+            let schema = self.compiled(shape)?;
+            let i = usize::from(part.code());
+            let (mut paths, mut owners, mut order) = (Vec::new(), Vec::new(), Vec::new());
+            for (k, pk) in plan.keys.iter().enumerate() {
+                // Schemaless records: each rule's paths. Schema records: a rule's tags when it has
+                // any (the schema says where they are), else its paths.
+                let mut tagged_rules: Vec<usize> = pk.tags[i].iter().map(|(r, _)| *r).collect();
+                tagged_rules.dedup();
+                let mut candidates: Vec<(usize, FieldPath)> = pk.fields[i]
+                    .iter()
+                    .filter(|(r, _)| schema.is_none() || !tagged_rules.contains(r))
+                    .cloned()
+                    .collect();
+                if let Some(s) = &schema {
+                    for r in tagged_rules {
+                        let tags: Vec<String> =
+                            pk.tags[i].iter().filter(|(x, _)| *x == r).map(|(_, t)| t.clone()).collect();
+                        candidates.extend(s.tagged_fields(&tags).into_iter().map(|p| (r, p)));
+                    }
+                }
+                candidates.sort_by_key(|(r, _)| *r); // stable: explicit paths, then tagged, per rule
+                for (n, (rule, path)) in candidates.into_iter().enumerate() {
+                    if !paths.contains(&path) {
+                        paths.push(path);
+                        owners.push(k);
+                        order.push((rule, n));
+                    }
+                }
+            }
+            let scanner: Arc<dyn Scanner> = match &schema {
+                Some(s) => Arc::from(s.scanner(paths.clone())?),
+                None => Arc::new(JsonScanner::new(paths.clone())),
+            };
+            Ok(Arc::new(PartPlan { scanner, paths, owners, order }))
+        })
+    }
+
+    /// A scanner for the paths a header lists for one part, in one shape; cached, so a stream
+    /// of records with the same header paths parses and compiles them once.
+    fn header_scanner(&self, shape: &Shape, paths: &[&str]) -> Result<Arc<dyn Scanner>> {
+        let key = (shape.clone(), paths.join("\n"));
+        self.0.header_scanners.get_or_try_insert(&key, || {
+            let parsed = paths
+                .iter()
+                .map(|text| {
+                    FieldPath::parse(text)
+                        .map_err(|err| Error::format(format!("header field path {text:?} is invalid: {err}")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(match self.compiled(shape)? {
+                None => Arc::new(JsonScanner::new(parsed)),
+                Some(schema) => Arc::from(schema.scanner(parsed)?),
+            })
+        })
     }
 
     /// Encrypts the fields the policy selects for `topic`. Returns the new key, value and
@@ -307,7 +471,7 @@ impl Codec {
         headers: &[H],
     ) -> Result<Record> {
         let inner = &*self.0;
-        let plan = self.plan(topic)?;
+        let plan = self.topic_plan(topic)?;
         if headers.iter().any(|h| h.name() == HEADER_NAME) {
             return Err(Error::record(format!(
                 "record for topic {topic:?} already carries a {HEADER_NAME:?} header; refusing to encrypt it twice"
@@ -317,41 +481,49 @@ impl Codec {
             return Ok(Record::copy_of(key, value, headers));
         }
         // Find the selected values; a tombstone (no value) has none.
-        let mut scans: [Option<Box<dyn Scan<'_> + '_>>; 2] = [None, None];
+        let mut parts: Vec<ScannedPart<'_>> = Vec::with_capacity(2);
         for part in PARTS {
-            let paths = &plan.parts[usize::from(part.code())];
-            let bytes = if part == Part::Key { key } else { value };
-            scans[usize::from(part.code())] = match bytes {
-                _ if paths.paths().is_empty() => None,
-                Some(bytes) => Some(paths.scanner.scan(bytes, part_name(part))?),
-                None if part == Part::Value => None,
-                None => {
+            if !plan.selects(part) {
+                continue;
+            }
+            let bytes = match (part, if part == Part::Key { key } else { value }) {
+                (_, Some(bytes)) => bytes,
+                (Part::Value, None) => continue,
+                (Part::Key, None) => {
                     return Err(Error::record(format!(
                         "policy encrypts key fields of topic {topic:?}, but the record has no key"
                     )))
                 }
             };
-        }
-        let mut selected: Vec<Vec<bool>> = plan.keys.iter().map(|k| vec![false; k.fields.len()]).collect();
-        for (scan, part) in scans.iter().zip(&plan.parts) {
-            for leaf in scan.iter().flat_map(|s| s.leaves()) {
-                let (k, f) = part.owners[leaf.path];
-                selected[k][f] = true;
-            }
+            let located = self.locate(part, bytes, headers)?;
+            let part_plan = self.part_plan(topic, &plan, part, &located.shape)?;
+            let scan = part_plan.scanner.scan(located.payload, part_name(part))?;
+            parts.push((part, located, part_plan, scan));
         }
 
-        // Lease a DEK for each key entry that selected something.
-        let mut used: Vec<(Arc<ActiveDek>, &PlannedKey, &[bool])> = Vec::new();
+        // Lease a DEK for each planned key that selected something.
+        let mut used: Vec<UsedKey<'_>> = Vec::new();
         let mut entry_of_key: Vec<usize> = vec![usize::MAX; plan.keys.len()];
         for (k, pk) in plan.keys.iter().enumerate() {
-            if !selected[k].contains(&true) {
+            let mut selected: Vec<((usize, usize), Part, &str)> = Vec::new();
+            for (part, _, part_plan, scan) in &parts {
+                let mut seen = vec![false; part_plan.paths.len()];
+                for leaf in scan.leaves().iter().filter(|l| part_plan.owners[l.path] == k) {
+                    if !std::mem::replace(&mut seen[leaf.path], true) {
+                        selected.push((part_plan.order[leaf.path], *part, part_plan.paths[leaf.path].as_str()));
+                    }
+                }
+            }
+            if selected.is_empty() {
                 continue;
             }
+            selected.sort_by_key(|(order, part, _)| (*order, part.code()));
+            let fields: Vec<(Part, &str)> = selected.into_iter().map(|(_, part, path)| (part, path)).collect();
             let kms = inner.kms.for_scheme(pk.slot.kek.scheme())?;
             let dek = pk.slot.lease(kms, &inner.limits, &inner.counters)?;
             dek.use_n(1)?; // the header authenticator
             entry_of_key[k] = used.len();
-            used.push((dek, pk, &selected[k]));
+            used.push((dek, pk, fields));
         }
         if used.is_empty() {
             return Ok(Record::copy_of(key, value, headers));
@@ -361,19 +533,13 @@ impl Codec {
         let record_nonce: [u8; GCM_NONCE_LEN] = random_bytes();
         let entries: Vec<KeyEntry<'_>> = used
             .iter()
-            .map(|(dek, pk, selected)| KeyEntry {
+            .map(|(dek, pk, fields)| KeyEntry {
                 algorithm: pk.slot.algorithm,
                 dek_id: *dek.dek.id(),
                 kek: pk.slot.kek.as_str(),
                 kek_version: &dek.kek_version,
                 dek: DekLocation::Inline(&dek.wrapped),
-                fields: pk
-                    .fields
-                    .iter()
-                    .zip(selected.iter())
-                    .filter(|(_, s)| **s)
-                    .map(|((part, path), _)| (*part, path.as_str()))
-                    .collect(),
+                fields: fields.clone(),
             })
             .collect();
         let mut header_bytes = Vec::with_capacity(256);
@@ -392,17 +558,20 @@ impl Codec {
         let mut text = String::with_capacity(128);
         let mut fields = 0u64;
         let mut outputs: [Option<Vec<u8>>; 2] = [None, None];
-        for ((scan, part), (paths, output)) in scans.iter().zip(PARTS).zip(plan.parts.iter().zip(&mut outputs)) {
-            let Some(scan) = scan.as_ref().filter(|s| !s.leaves().is_empty()) else { continue };
-            *output = Some(scan.write(&mut |leaf, at, emit| {
-                let (k, _) = paths.owners[leaf.path];
-                let (dek, _, _) = &used[entry_of_key[k]];
+        for (part, located, part_plan, scan) in &parts {
+            if scan.leaves().is_empty() {
+                continue;
+            }
+            let payload = scan.write(&mut |leaf, at, emit| {
+                let e = entry_of_key[part_plan.owners[leaf.path]];
+                let (dek, _, _) = &used[e];
                 dek.use_n(1)?;
-                field_aad(&mut aad, &dek.dek, &tags[entry_of_key[k]], part, paths.paths()[leaf.path].as_str(), at);
+                field_aad(&mut aad, &dek.dek, &tags[e], *part, part_plan.paths[leaf.path].as_str(), at);
                 seal_leaf(&dek.dek, &aad, leaf, &mut sealed, &mut text, emit)?;
                 fields += 1;
                 Ok(())
-            })?);
+            })?;
+            outputs[usize::from(part.code())] = Some(framed(located.prefix, payload));
         }
 
         let [value_out, key_out] = outputs;
@@ -449,47 +618,49 @@ impl Codec {
         }
 
         // Paths are interpreted only after the header authenticated (above).
-        let mut fields = Vec::new();
-        for (e, entry) in env.keys.iter().enumerate() {
-            for (f, (part, text)) in entry.fields.iter().enumerate() {
-                let path = FieldPath::parse(text)
-                    .map_err(|err| Error::format(format!("header field path {text:?} is invalid: {err}")))?;
-                fields.push((e, f, *part, path));
-            }
-        }
-        let parts = PartPaths::of(fields);
-
         let fallback = inner.profile.as_ref().map_or(&Fallback::Ciphertext, |p| &p.otherwise);
         let mut ciphertext_left = false;
         let (mut decrypted, mut withheld) = (0u64, 0u64);
         let mut aad = Vec::with_capacity(128);
         let mut sealed = Vec::with_capacity(128);
         let mut outputs: [Option<Vec<u8>>; 2] = [None, None];
-        for ((part, paths), output) in PARTS.into_iter().zip(&parts).zip(&mut outputs) {
-            if paths.paths().is_empty() {
+        for part in PARTS {
+            let mut paths: Vec<&str> = Vec::new();
+            let mut owners = Vec::new();
+            for (e, entry) in env.keys.iter().enumerate() {
+                for (f, (p, text)) in entry.fields.iter().enumerate() {
+                    if *p == part {
+                        paths.push(text);
+                        owners.push((e, f));
+                    }
+                }
+            }
+            if paths.is_empty() {
                 continue;
             }
             let bytes = if part == Part::Key { key } else { value };
             let bytes = bytes.ok_or_else(|| {
                 Error::record(format!("header lists fields of the {}, but the record has none", part_name(part)))
             })?;
-            let scan = paths.scanner.scan(bytes, part_name(part))?;
+            let located = self.locate(part, bytes, headers)?;
+            let scanner = self.header_scanner(&located.shape, &paths)?;
+            let scan = scanner.scan(located.payload, part_name(part))?;
             // The header lists only paths that selected a value when the record was encrypted:
             // one that selects nothing now means a field was renamed, removed or nulled.
-            let mut found = vec![false; paths.paths().len()];
+            let mut found = vec![false; paths.len()];
             scan.leaves().iter().for_each(|leaf| found[leaf.path] = true);
             if let Some(missing) = found.iter().position(|f| !f) {
                 return Err(Error::crypto(format!(
                     "encrypted field {} of the {} is missing: the record was altered",
-                    paths.paths()[missing],
+                    paths[missing],
                     part_name(part)
                 )));
             }
-            *output = Some(scan.write(&mut |leaf, at, emit| {
-                let (e, f) = paths.owners[leaf.path];
+            let payload = scan.write(&mut |leaf, at, emit| {
+                let (e, f) = owners[leaf.path];
                 match &access[e] {
                     (Some(dek), allowed) if allowed[f] => {
-                        field_aad(&mut aad, dek, &env.tags[e], part, paths.paths()[leaf.path].as_str(), at);
+                        field_aad(&mut aad, dek, &env.tags[e], part, paths[leaf.path], at);
                         open_leaf(dek, &aad, leaf, at, &mut sealed, emit)?;
                         decrypted += 1;
                     }
@@ -506,7 +677,8 @@ impl Codec {
                     }
                 }
                 Ok(())
-            })?);
+            })?;
+            outputs[usize::from(part.code())] = Some(framed(located.prefix, payload));
         }
 
         let [value_out, key_out] = outputs;
@@ -575,6 +747,17 @@ impl Codec {
         let key = kms.unwrap(&kek, entry.kek_version, wrapped, &ctx)?;
         Ok(Arc::new(Dek::new(entry.dek_id, entry.algorithm, &key)?))
     }
+}
+
+/// The framing prefix followed by the new payload.
+fn framed(prefix: &[u8], payload: Vec<u8>) -> Vec<u8> {
+    if prefix.is_empty() {
+        return payload;
+    }
+    let mut out = Vec::with_capacity(prefix.len() + payload.len());
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(&payload);
+    out
 }
 
 /// Encrypts one selected value and emits its ciphertext: raw in a bytes field, as standard

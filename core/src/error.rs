@@ -23,6 +23,8 @@ pub enum ErrorKind {
     KeyNotFound,
     /// The KMS failed or could not be reached.
     Kms,
+    /// The schema registry failed, could not be reached, or does not know a record's schema.
+    Registry,
     /// A data key reached its hard usage limit and no new one could be made.
     LimitExceeded,
 }
@@ -39,6 +41,7 @@ impl ErrorKind {
             ErrorKind::Crypto => "crypto",
             ErrorKind::KeyNotFound => "key_not_found",
             ErrorKind::Kms => "kms",
+            ErrorKind::Registry => "registry",
             ErrorKind::LimitExceeded => "limit_exceeded",
         }
     }

@@ -23,10 +23,13 @@ mod codec;
 mod crypto;
 mod error;
 mod formats;
+pub mod framing;
 pub mod header;
 mod keys;
 mod kms;
 pub mod policy;
+pub mod registry;
+mod schema;
 mod stats;
 
 #[cfg(feature = "kafka")]
@@ -39,4 +42,5 @@ pub use header::HEADER_NAME;
 pub use keys::{Limits, DEK_HARD_USE_LIMIT};
 pub use kms::{KekUri, Kms, LocalKms, WrapContext, WrappedDek};
 pub use policy::{Part, Policy};
+pub use schema::{SchemaSource, SchemaText, SchemaType, StaticSchemas};
 pub use stats::Stats;

@@ -27,10 +27,6 @@ impl JsonScanner {
     pub fn new(paths: Vec<FieldPath>) -> JsonScanner {
         JsonScanner { paths }
     }
-
-    pub fn paths(&self) -> &[FieldPath] {
-        &self.paths
-    }
 }
 
 impl super::Scanner for JsonScanner {

@@ -3,7 +3,10 @@
 //! copying every other byte through unchanged. The codec decides what each value becomes
 //! (ciphertext, plaintext, a fallback); formats only know their encoding.
 
+pub(crate) mod avro;
 pub(crate) mod json;
+pub(crate) mod jsonschema;
+pub(crate) mod protobuf;
 
 use std::ops::Range;
 
@@ -71,7 +74,6 @@ pub(crate) trait Scanner: Send + Sync {
 }
 
 /// A parsed writer schema of a schema-registry format (Avro, Protobuf message, JSON Schema).
-#[allow(dead_code)] // implemented by the schema formats as they land
 pub(crate) trait CompiledSchema: Send + Sync {
     /// The fields tagged with any of `tags` (`confluent:tags`, `(confluent.field_meta).tags`), as
     /// type-qualified paths `Full.TypeName::field`, in schema order, without duplicates.

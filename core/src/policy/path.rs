@@ -30,7 +30,8 @@ impl FieldPath {
     /// Parses a path; the error says what is wrong, for the policy loader to put in context.
     pub fn parse(input: &str) -> Result<FieldPath, String> {
         if let Some((type_name, field)) = input.split_once("::") {
-            let valid = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '$'));
+            let valid =
+                |s: &str| !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '$'));
             if !valid(type_name) || type_name.starts_with('.') || type_name.ends_with('.') {
                 return Err(format!("type name {type_name:?} in {input:?} is not a schema full name"));
             }
