@@ -6,7 +6,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 FUZZ_SECONDS ?= 15
 
-.PHONY: demo test setup lint unit fuzz bench
+.PHONY: demo test setup lint unit it fuzz bench
 
 setup:
 	@scripts/setup.sh
@@ -20,14 +20,21 @@ lint: setup
 	cd core/fuzz && $(CARGO) fmt -- --check && $(CARGO) clippy --all-targets -- -D warnings
 
 unit: setup
-	$(CARGO) test --workspace --all-features
+	$(CARGO) test --workspace --all-features --exclude fieldcrypt-it
 	cd core/fuzz && $(CARGO) test
+
+# Integration tests against real servers (Kafka 4.x KRaft, Apicurio Registry 3.3.x) that
+# scripts/servers.sh installs from Maven Central, starts on 127.0.0.1 and stops by pid.
+it: setup
+	export FIELDCRYPT_RUN=$(CURDIR)/target/servers; \
+	scripts/servers.sh start all && eval "$$(scripts/servers.sh env)" && \
+	$(CARGO) test -p fieldcrypt-it; rc=$$?; scripts/servers.sh stop; exit $$rc
 
 fuzz: setup
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
-test: lint unit fuzz
+test: lint unit it fuzz
 	@echo "make test: all suites passed"
 
 bench: setup
-	$(CARGO) bench -p fieldcrypt --bench codec
+	$(CARGO) bench -p fieldcrypt --bench codec --bench formats

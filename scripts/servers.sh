@@ -6,7 +6,7 @@
 #   scripts/servers.sh install                  fetch both into the cache (once; a second run does nothing)
 #   scripts/servers.sh start kafka|apicurio|all start (installs first if needed), wait until ready
 #   scripts/servers.sh stop [kafka|apicurio|all]
-#   scripts/servers.sh status
+#   scripts/servers.sh status                   exit status 3 when a server is not running
 #   scripts/servers.sh env                      prints `export FIELDCRYPT_KAFKA=... FIELDCRYPT_REGISTRY=...`
 #
 #   eval "$(scripts/servers.sh env)"            # then run the integration tests
@@ -48,7 +48,10 @@ DEP_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 START_TIMEOUT="${START_TIMEOUT:-120}"
 STOP_TIMEOUT="${STOP_TIMEOUT:-20}"
 
-log() { echo "servers: $*" >&2; }
+# A reader that goes away (`... | head`) must not kill a stop half-way: no SIGPIPE, and a
+# message that cannot be written is dropped.
+trap '' PIPE
+log() { echo "servers: $*" >&2 || true; }
 die() { log "error: $*"; exit 1; }
 
 now_ms() { date +%s%3N; }
@@ -103,7 +106,9 @@ java_bin() {
 
 mvn_() {
   command -v mvn >/dev/null 2>&1 || die "mvn not found (apt-get install maven)"
-  mvn -B -q -ntp -Dstyle.color=never -Dmaven.repo.local="$M2_REPO" "$@"
+  # Maven 3.8 in quiet batch mode still prints colour resets on empty lines: drop them.
+  mvn -B -q -ntp -Dstyle.color=never -Dmaven.repo.local="$M2_REPO" "$@" 2>&1 |
+    { sed -e 's/\x1b\[[0-9;]*m//g' | grep -v '^[[:space:]]*$' >&2 || true; }
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -124,11 +129,11 @@ install_kafka() { # [quiet]
     rm -rf "$stage"
     die "could not fetch kafka $KAFKA_VERSION"
   fi
-  ls "$stage/libs" | grep -q "^kafka_2.13-$KAFKA_VERSION.jar$" || { rm -rf "$stage"; die "kafka jar missing"; }
+  [ -f "$stage/libs/kafka_2.13-$KAFKA_VERSION.jar" ] || { rm -rf "$stage"; die "kafka jar missing"; }
   touch "$stage/.complete"
   rm -rf "$KAFKA_HOME"
   mv "$stage" "$KAFKA_HOME"
-  log "kafka $KAFKA_VERSION installed ($(ls "$KAFKA_HOME/libs" | wc -l) jars) in $(elapsed "$t0")"
+  log "kafka $KAFKA_VERSION installed ($(find "$KAFKA_HOME/libs" -name '*.jar' | wc -l) jars) in $(elapsed "$t0")"
 }
 
 install_apicurio() { # [quiet]
@@ -149,6 +154,8 @@ install_apicurio() { # [quiet]
   mkdir -p "$stage/app"
   tar -xzf "$stage/dl/apicurio-registry-app-$APICURIO_VERSION-all.tar.gz" -C "$stage/app"
   rm -rf "$stage/dl"
+  # The 150 MB archive is unpacked now: no need to keep a second copy in the Maven repository.
+  rm -rf "$M2_REPO/io/apicurio/apicurio-registry-app/$APICURIO_VERSION"
   # The archive holds a quarkus-app/ layout, possibly under a top-level directory: find it.
   jar="$(find "$stage/app" -name quarkus-run.jar -print -quit)"
   [ -n "$jar" ] || { rm -rf "$stage"; die "quarkus-run.jar not found in the apicurio archive"; }
@@ -201,11 +208,18 @@ cds_opts() { # name java home tmp -> prints JVM options, one per line
   echo "-Xlog:cds+dynamic=off"
 }
 
+alive() { # pid: running (a zombie waiting to be reaped by init counts as gone)
+  kill -0 "$1" 2>/dev/null || return 1
+  local state
+  state="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)"
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
 pid_of() { # name -> pid if that server is alive
   local f="$RUN/$1.pid" pid
   [ -f "$f" ] || return 1
   pid="$(cat "$f")"
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+  [ -n "$pid" ] && alive "$pid" || return 1
   tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$(marker_of "$1")" || return 1
   echo "$pid"
 }
@@ -224,8 +238,12 @@ write_env() { # regenerates $RUN/env from the per-server fragments of running se
 fail_start() { # name reason
   local name=$1
   log "error: $name failed to start: $2"
+  if grep -qE ' ERROR |^Caused by|Exception' "$RUN/$name.log" 2>/dev/null; then
+    log "---- first errors in $RUN/$name.log ----"
+    grep -m 8 -E ' ERROR |^Caused by|Exception' "$RUN/$name.log" | cut -c1-400 >&2 || true
+  fi
   log "---- last lines of $RUN/$name.log ----"
-  tail -n 40 "$RUN/$name.log" >&2 || true
+  tail -n 25 "$RUN/$name.log" | cut -c1-400 >&2 || true
   log "----"
   stop_one "$name" >/dev/null 2>&1 || true
   exit 1
@@ -267,7 +285,7 @@ wait_ready() { # name pid deadline_s check_cmd...
   shift 3
   local deadline=$(($(date +%s) + timeout))
   while :; do
-    kill -0 "$pid" 2>/dev/null || fail_start "$name" "process $pid exited"
+    alive "$pid" || fail_start "$name" "process $pid exited"
     "$@" && return 0
     [ "$(date +%s)" -lt "$deadline" ] || fail_start "$name" "not ready after ${timeout}s"
     sleep 0.25
@@ -284,6 +302,7 @@ start_kafka() {
     return 0
   fi
   install_kafka quiet
+  stop_one kafka # clears what a server that died left behind (temp dir, pid file)
   local t0 port cport tmp java cluster_id
   t0=$(now_ms)
   java="$(java_bin 17 "${KAFKA_JAVA_HOME:-}" KAFKA_JAVA_HOME)"
@@ -376,6 +395,7 @@ start_apicurio() {
     return 0
   fi
   install_apicurio quiet
+  stop_one apicurio # clears what a server that died left behind (temp dir, pid file)
   local t0 port mport tmp java runjar major
   t0=$(now_ms)
   java="$(java_bin 21 "${APICURIO_JAVA_HOME:-}" APICURIO_JAVA_HOME)"
@@ -440,10 +460,10 @@ stop_one() { # name
   if pid="$(pid_of "$name")"; then
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
+      alive "$pid" || break
       sleep 0.1
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    if alive "$pid"; then
       log "$name (pid $pid) still running after ${STOP_TIMEOUT}s: KILL"
       kill -KILL "$pid" 2>/dev/null || true
       sleep 0.2
@@ -502,10 +522,10 @@ cmd_status() {
 }
 
 cmd_env() {
-  [ -f "$RUN/env" ] || die "no servers started (run: $0 start all)"
+  [ -s "$RUN/env" ] || die "no server is running (run: $0 start all)"
   local line
   while IFS= read -r line; do
-    [ -n "$line" ] && echo "export $line"
+    if [ -n "$line" ]; then echo "export $line"; fi
   done <"$RUN/env"
 }
 

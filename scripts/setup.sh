@@ -3,7 +3,7 @@
 # installs only what is missing. Used by `make demo`, `make test` and `make bench`.
 set -euo pipefail
 
-apt_packages=(build-essential pkg-config zlib1g-dev libssl-dev python3 curl)
+apt_packages=(build-essential pkg-config zlib1g-dev libssl-dev python3 python3-venv curl maven openjdk-17-jdk-headless cmake)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

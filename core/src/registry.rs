@@ -40,6 +40,11 @@ const ACCEPT: &str = "application/vnd.schemaregistry.v1+json, application/vnd.sc
 fn unavailable(message: String) -> Error {
     Error::retryable(ErrorKind::Registry, message)
 }
+/// The registry does not know a schema a record or caller names (not retryable).
+fn not_known(message: String) -> Error {
+    Error::new(ErrorKind::Registry, message)
+}
+
 /// The registry answered something this client cannot use (malformed body, unexpected status).
 fn bad_response(message: String) -> Error {
     Error::new(ErrorKind::Registry, message)
@@ -290,7 +295,7 @@ impl SchemaSource for SchemaRegistry {
         let registered = match schema {
             SchemaRef::Id(id) => match i32::try_from(*id) {
                 Ok(id) => self.schema_by_id(id)?,
-                Err(_) => return Err(Error::record(format!("{schema} is not known to the registry (ids are int32)"))),
+                Err(_) => return Err(not_known(format!("{schema} is not known to the registry (ids are int32)"))),
             },
             SchemaRef::Guid(guid) => self.schema_by_guid(guid)?,
         };
@@ -318,10 +323,16 @@ impl RegisteredSchema {
 
 /// Runs `f` on a fresh thread and waits for it: the thread has no async runtime, so reqwest's
 /// blocking client may be built, used and read from there. A panic in `f` is re-raised here.
-fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| match s.spawn(f).join() {
-        Ok(v) => v,
-        Err(panic) => std::panic::resume_unwind(panic),
+fn off_runtime<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    std::thread::scope(|s| {
+        let worker = std::thread::Builder::new()
+            .name("fieldcrypt-registry".into())
+            .spawn_scoped(s, f)
+            .map_err(|e| unavailable(format!("schema registry: cannot start a thread for the request: {e}")))?;
+        match worker.join() {
+            Ok(v) => v,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     })
 }
 
@@ -366,7 +377,7 @@ impl Inner {
         let body = match self.http.get(&path)? {
             Reply::Found(body) => body,
             Reply::NotFound(path) => {
-                return Err(Error::record(format!("schema id {id} is not known to the registry (GET {path}: 404)")))
+                return Err(not_known(format!("schema id {id} is not known to the registry (GET {path}: 404)")))
             }
         };
         let raw = parse_schema_body(&body, &self.http.path_of(&path))?;
@@ -380,7 +391,7 @@ impl Inner {
         let body = match self.http.get(&path)? {
             Reply::Found(body) => body,
             Reply::NotFound(path) => {
-                return Err(Error::record(format!(
+                return Err(not_known(format!(
                     "schema guid {:?} is not known to the registry (GET {path}: 404)",
                     truncate(guid, 80)
                 )))
@@ -413,7 +424,7 @@ impl Inner {
             Reply::Found(body) => body,
             Reply::NotFound(path) => {
                 let which = version.map_or_else(|| "latest version".to_string(), |v| format!("version {v}"));
-                return Err(Error::record(format!(
+                return Err(not_known(format!(
                     "subject {:?} {which} is not known to the registry (GET {path}: 404)",
                     truncate(subject, 200)
                 )));
@@ -1087,10 +1098,10 @@ mod tests {
     }
 
     #[test]
-    fn unknown_id_is_a_record_error_without_retries() {
+    fn unknown_id_is_a_registry_error_without_retries() {
         let stub = Stub::start(|_| (404, NOT_FOUND.into()));
         let err = stub.registry().schema_by_id(42).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Record);
+        assert_eq!(err.kind(), ErrorKind::Registry);
         assert!(!err.is_retryable());
         assert!(
             err.message().contains("schema id 42 is not known") && err.message().contains("/schemas/ids/42"),
@@ -1209,7 +1220,7 @@ mod tests {
             _ => (404, r#"{"error_code":40401,"message":"Subject 'gone' not found."}"#.into()),
         });
         let err = stub.registry().schema_by_id(1).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Record);
+        assert_eq!(err.kind(), ErrorKind::Registry);
         assert!(err.message().contains("\"gone\" version 3"), "{err}");
     }
 

@@ -265,3 +265,19 @@ fn json_schema_tagged_fields_round_trip() {
     assert_eq!(doc["full_name"], "Jane Alexandra Doe");
     assert!(doc["address"]["street"].as_str().unwrap().len() > 40);
 }
+
+/// The binary forms of the payment record in `schemas/payment/` (shared with every other test
+/// suite) are exactly what apache-avro and prost-reflect encode from `payment.json`.
+/// `FIELDCRYPT_REGENERATE=1 cargo test --test schema_formats` rewrites them.
+#[test]
+fn binary_payment_fixtures_match_their_encoders() {
+    for (file, bytes) in
+        [("payment/payment.avro.bin", avro_payment(Some(PII[3]))), ("payment/payment.pb.bin", proto_payment())]
+    {
+        let path = schemas_dir().join(file);
+        if std::env::var_os("FIELDCRYPT_REGENERATE").is_some() {
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "{file} is stale: regenerate it");
+    }
+}

@@ -163,23 +163,23 @@ fn protobuf_with_references() {
 }
 
 #[test]
-fn unknown_ids_and_subjects_are_record_errors() {
+fn unknown_ids_and_subjects_are_registry_errors() {
     let registry = client();
     let err = registry.schema_by_id(2_000_000_000).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Record, "{err}");
+    assert_eq!(err.kind(), ErrorKind::Registry, "{err}");
     assert!(!err.is_retryable());
     assert!(err.message().contains("schema id 2000000000 is not known to the registry"), "{err}");
     assert!(err.message().contains("/apis/ccompat/v7/schemas/ids/2000000000"), "{err}");
 
     let subject = unique_subject("never-registered");
     let err = registry.schema_by_subject_version(&subject, None).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Record, "{err}");
+    assert_eq!(err.kind(), ErrorKind::Registry, "{err}");
     let err = registry.schema_by_subject_version(&subject, Some(3)).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Record, "{err}");
+    assert_eq!(err.kind(), ErrorKind::Registry, "{err}");
     assert!(err.message().contains("version 3"), "{err}");
 
     let err = registry.schema(&SchemaRef::Id(u32::MAX)).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Record, "{err}");
+    assert_eq!(err.kind(), ErrorKind::Registry, "{err}");
 }
 
 #[test]
@@ -326,5 +326,5 @@ async fn usable_inside_a_current_thread_runtime() {
     let registry = client();
     check(&registry.schema_by_id(id).unwrap(), id);
     let err = registry.schema_by_id(2_000_000_001).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Record);
+    assert_eq!(err.kind(), ErrorKind::Registry);
 }
