@@ -190,7 +190,6 @@ impl CodecBuilder {
             schemas: self.schemas,
             topic_plans: PlanCache::new(),
             compiled: PlanCache::new(),
-            part_plans: PlanCache::new(),
             header_scanners: PlanCache::new(),
             counters: Counters::default(),
         })))
@@ -210,7 +209,6 @@ struct Inner {
     schemas: Option<Arc<dyn SchemaSource>>,
     topic_plans: PlanCache<String, Arc<TopicPlan>>,
     compiled: PlanCache<Shape, Arc<dyn CompiledSchema>>,
-    part_plans: PlanCache<(String, u8, Shape), Arc<PartPlan>>,
     header_scanners: PlanCache<(Shape, String), Arc<dyn Scanner>>,
     cache: DekCache,
     counters: Counters,
@@ -229,6 +227,8 @@ impl std::fmt::Debug for Codec {
 /// What to encrypt on one topic: per (KEK, algorithm) pair, the paths and tags of each part.
 struct TopicPlan {
     keys: Vec<PlannedKey>,
+    /// Per (part, shape): kept here so looking one up needs no topic string.
+    part_plans: PlanCache<(u8, Shape), Arc<PartPlan>>,
 }
 
 struct PlannedKey {
@@ -357,7 +357,7 @@ impl Codec {
                 key.fields[i].extend(rule.fields.iter().map(|f| (rule_index, f.clone())));
                 key.tags[i].extend(rule.tags.iter().map(|t| (rule_index, t.clone())));
             }
-            Ok(Arc::new(TopicPlan { keys }))
+            Ok(Arc::new(TopicPlan { keys, part_plans: PlanCache::new() }))
         })
     }
 
@@ -401,9 +401,9 @@ impl Codec {
 
     /// The encryption plan of one part of one topic in one shape: the policy's paths, plus the
     /// fields the writer schema tags.
-    fn part_plan(&self, topic: &str, plan: &TopicPlan, part: Part, shape: &Shape) -> Result<Arc<PartPlan>> {
-        let key = (topic.to_string(), part.code(), shape.clone());
-        self.0.part_plans.get_or_try_insert(&key, || {
+    fn part_plan(&self, plan: &TopicPlan, part: Part, shape: &Shape) -> Result<Arc<PartPlan>> {
+        let key = (part.code(), shape.clone());
+        plan.part_plans.get_or_try_insert(&key, || {
             let schema = self.compiled(shape)?;
             let i = usize::from(part.code());
             let (mut paths, mut owners, mut order) = (Vec::new(), Vec::new(), Vec::new());
@@ -496,7 +496,7 @@ impl Codec {
                 }
             };
             let located = self.locate(part, bytes, headers)?;
-            let part_plan = self.part_plan(topic, &plan, part, &located.shape)?;
+            let part_plan = self.part_plan(&plan, part, &located.shape)?;
             let scan = part_plan.scanner.scan(located.payload, part_name(part))?;
             parts.push((part, located, part_plan, scan));
         }

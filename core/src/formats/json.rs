@@ -70,7 +70,15 @@ struct JsonEmit<'o, 'r> {
 
 impl Emit for JsonEmit<'_, '_> {
     fn text(&mut self, text: &str) -> Result<()> {
-        serde_json::to_writer(&mut *self.out, text).expect("writing to a Vec cannot fail");
+        if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            // Nothing to escape (always so for Base64 ciphertext): copy it between quotes.
+            self.out.reserve(text.len() + 2);
+            self.out.push(b'"');
+            self.out.extend_from_slice(text.as_bytes());
+            self.out.push(b'"');
+        } else {
+            serde_json::to_writer(&mut *self.out, text).expect("writing to a Vec cannot fail");
+        }
         Ok(())
     }
     fn bytes(&mut self, _: &[u8]) -> Result<()> {
