@@ -28,7 +28,7 @@ unit: setup
 it: setup
 	export FIELDCRYPT_RUN=$(CURDIR)/target/servers; \
 	scripts/servers.sh start all && eval "$$(scripts/servers.sh env)" && \
-	$(CARGO) test -p fieldcrypt-it; rc=$$?; scripts/servers.sh stop; exit $$rc
+	$(CARGO) test -p fieldcrypt-it && tests/python/run.sh; rc=$$?; scripts/servers.sh stop; exit $$rc
 
 fuzz: setup
 	scripts/fuzz.sh $(FUZZ_SECONDS)

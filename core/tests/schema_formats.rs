@@ -281,3 +281,56 @@ fn binary_payment_fixtures_match_their_encoders() {
         assert_eq!(std::fs::read(&path).unwrap(), bytes, "{file} is stale: regenerate it");
     }
 }
+
+/// Confluent's Python serializer registers Protobuf schemas as the Base64 of a serialized
+/// `FileDescriptorProto`, and Apicurio returns them that way: such a schema works too.
+#[test]
+fn protobuf_schema_registered_as_a_base64_descriptor() {
+    // The raw FileDescriptorProto (prost_types would drop the extension options, i.e. the tags).
+    let mut compiler = protox::Compiler::new([schemas_dir()]).unwrap();
+    compiler.open_file("payment/payment.proto").unwrap();
+    let set = compiler.encode_file_descriptor_set();
+    let file = raw_files(&set).into_iter().find(|f| contains(f, "payment/payment.proto")).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(file);
+    let schemas = StaticSchemas::new().with(
+        SchemaRef::Id(2),
+        text(
+            SchemaType::Protobuf,
+            "payments-value",
+            b64,
+            vec![("confluent/meta.proto".into(), read("confluent/meta.proto"))],
+        ),
+    );
+    let policy = Policy::from_file(schemas_dir().join("policies/demo.json")).unwrap();
+    let keys = || LocalKms::from_file(schemas_dir().join("keys/local-dev.json")).unwrap();
+    let producer = Codec::builder(policy.clone()).kms(keys()).schemas(schemas).build().unwrap();
+    let value = framed(2, &[2, 2], &proto_payment());
+    let sealed = producer.encrypt("payments", None, Some(&value), NO_HEADERS).unwrap();
+    assert_eq!(producer.stats().fields_encrypted, 4);
+    let opened = codec(None).decrypt("payments", None, sealed.value.as_deref(), &sealed.headers).unwrap();
+    assert_eq!(opened.value.as_deref(), Some(&value[..]));
+}
+
+/// The `file` entries (field 1) of an encoded FileDescriptorSet, as raw bytes.
+fn raw_files(set: &[u8]) -> Vec<&[u8]> {
+    let (mut pos, mut out) = (0, Vec::new());
+    let varint = |pos: &mut usize| {
+        let (mut v, mut shift) = (0usize, 0);
+        loop {
+            let b = set[*pos];
+            *pos += 1;
+            v |= usize::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return v;
+            }
+            shift += 7;
+        }
+    };
+    while pos < set.len() {
+        assert_eq!(varint(&mut pos), (1 << 3) | 2, "FileDescriptorSet holds only field 1");
+        let len = varint(&mut pos);
+        out.push(&set[pos..pos + len]);
+        pos += len;
+    }
+    out
+}

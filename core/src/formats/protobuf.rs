@@ -127,7 +127,7 @@ struct MemoryResolver {
 impl FileResolver for MemoryResolver {
     fn open_file(&self, name: &str) -> std::result::Result<File, protox::Error> {
         if let Some(text) = self.files.get(name) {
-            return File::from_source(name, text);
+            return File::from_source(name, text).or_else(|e| descriptor_from_base64(name, text).ok_or(e));
         }
         self.google.open_file(name).inspect_err(|e| {
             if e.is_file_not_found() {
@@ -135,6 +135,20 @@ impl FileResolver for MemoryResolver {
             }
         })
     }
+}
+
+/// Confluent's Python serializer (and others) register a Protobuf schema as the Base64 of its
+/// serialized `FileDescriptorProto` instead of `.proto` text; registries that do not convert it
+/// (Apicurio) hand it back that way.
+fn descriptor_from_base64(name: &str, text: &str) -> Option<File> {
+    use base64::Engine;
+    let mut bytes = base64::engine::general_purpose::STANDARD.decode(text.trim()).ok()?;
+    // Rename it to the name it is imported or registered under: field 1 (`name`) appended last
+    // wins, and everything else — extension options such as the tags — stays byte for byte.
+    bytes.push(0x0A);
+    crate::header::put_varint(&mut bytes, name.len() as u64);
+    bytes.extend_from_slice(name.as_bytes());
+    File::decode_file_descriptor_proto(bytes.as_slice()).ok()
 }
 
 /// A compile error that names the schema and the file at fault, never quoting schema text.
