@@ -25,7 +25,7 @@ fn same_json(a: &str, b: &str) -> bool {
 /// Registers confluent/meta.proto (our test copy) under a fresh subject; returns the subject.
 fn register_meta(ccompat: &Ccompat) -> String {
     let subject = unique_subject("confluent-meta");
-    ccompat.register(&subject, "PROTOBUF", &read_repo_file("tests/fixtures/confluent/meta.proto"), &[]);
+    ccompat.register(&subject, "PROTOBUF", &read_repo_file("schemas/confluent/meta.proto"), &[]);
     subject
 }
 
@@ -111,7 +111,7 @@ fn json_schema_with_a_reference() {
 fn protobuf_with_references() {
     let ccompat = Ccompat::from_env();
     let meta_subject = register_meta(&ccompat);
-    let meta_text = read_repo_file("tests/fixtures/confluent/meta.proto");
+    let meta_text = read_repo_file("schemas/confluent/meta.proto");
 
     // payment.proto imports confluent/meta.proto
     let payment_subject = unique_subject("payment-proto-value");
