@@ -189,6 +189,7 @@ impl CodecBuilder {
             slots,
             schemas: self.schemas,
             topic_plans: PlanCache::new(),
+            schema_types: PlanCache::new(),
             compiled: PlanCache::new(),
             header_scanners: PlanCache::new(),
             counters: Counters::default(),
@@ -208,6 +209,7 @@ struct Inner {
     slots: HashMap<(KekUri, Algorithm), Arc<DekSlot>>,
     schemas: Option<Arc<dyn SchemaSource>>,
     topic_plans: PlanCache<String, Arc<TopicPlan>>,
+    schema_types: PlanCache<SchemaRef, SchemaType>,
     compiled: PlanCache<Shape, Arc<dyn CompiledSchema>>,
     header_scanners: PlanCache<(Shape, String), Arc<dyn Scanner>>,
     cache: DekCache,
@@ -294,11 +296,13 @@ const MAX_CACHED_PLANS: usize = 10_000;
 
 /// A small bounded map for plans: cleared when full (plans are cheap to rebuild; the bound only
 /// stops an unbounded set of topics or schemas from growing memory).
-struct PlanCache<K, V>(RwLock<HashMap<K, V>>);
+/// Hashed with foldhash: these lookups happen several times per record, and SipHash showed in
+/// profiles; keys are topic names and schema references the application controls.
+struct PlanCache<K, V>(RwLock<HashMap<K, V, foldhash::fast::RandomState>>);
 
 impl<K: std::hash::Hash + Eq, V: Clone> PlanCache<K, V> {
     fn new() -> Self {
-        PlanCache(RwLock::new(HashMap::new()))
+        PlanCache(RwLock::new(HashMap::default()))
     }
 
     fn get_or_try_insert<Q>(&self, key: &Q, make: impl FnOnce() -> Result<V>) -> Result<V>
@@ -373,10 +377,12 @@ impl Codec {
                 framed.schema
             ))
         })?;
-        let text = source.schema(&framed.schema)?;
+        // Only the schema's type is needed here; remember it rather than ask the source per record.
+        let schema_type =
+            self.0.schema_types.get_or_try_insert(&framed.schema, || Ok(source.schema(&framed.schema)?.schema_type))?;
         let mut prefix_len = framed.prefix_len;
         let mut indexes = Vec::new();
-        if text.schema_type == SchemaType::Protobuf {
+        if schema_type == SchemaType::Protobuf {
             let (found, len) = framing::message_indexes(&bytes[prefix_len..])?;
             indexes = found;
             prefix_len += len;
