@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use base64::Engine;
 
-use crate::crypto::{ct_eq, hex, random_bytes, Algorithm, Dek, DekId, GCM_NONCE_LEN};
+use crate::crypto::{ct_eq, hex, random_bytes, Algorithm, Dek, GCM_NONCE_LEN};
 use crate::error::{Error, ErrorKind, Result};
 use crate::formats::json::{self, JsonScanner};
 use crate::formats::{CompiledSchema, Emit, Leaf, Scan, Scanner, ValueKind, PLAIN_BYTES, PLAIN_JSON, PLAIN_STRING};
@@ -844,11 +844,4 @@ fn field_aad(aad: &mut Vec<u8>, dek: &Dek, header_tag: &[u8; 16], part: Part, po
         aad.push(part.code());
         aad.extend_from_slice(at.as_bytes());
     }
-}
-
-#[allow(dead_code)]
-fn _assert_send_sync() {
-    fn is<T: Send + Sync + Clone>() {}
-    is::<Codec>();
-    let _: Option<DekId> = None;
 }

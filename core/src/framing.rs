@@ -99,7 +99,7 @@ fn zigzag_varint(b: &[u8], pos: &mut usize) -> Result<i64> {
 }
 
 fn guid_text(b: &[u8]) -> String {
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let h = crate::crypto::hex(b);
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 

@@ -32,7 +32,7 @@ use apache_avro::schema::{Name, RecordSchema, Schema};
 
 use super::{CompiledSchema, Emit, Fill, Leaf, Scanner, ValueKind};
 use crate::error::{Error, ErrorKind, Result};
-use crate::policy::{ConcretePath, FieldPath, Segment};
+use crate::policy::{ConcretePath, FieldPath, FieldStep, Segment};
 
 /// Records nested deeper than this (records, arrays and maps) are refused.
 const MAX_DEPTH: u32 = 128;
@@ -479,7 +479,7 @@ struct Step {
     node: NodeId,
     /// The node's kind when it is a common scalar, read without a call.
     quick: Quick,
-    name: Option<Segments>,
+    name: Option<FieldStep>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -489,26 +489,6 @@ enum Quick {
     Long,
     /// Anything else (or a node still being compiled).
     Other,
-}
-
-/// What a field name adds to a concrete location, as [`ConcretePath`] writes it: at the root
-/// (`street`) and below it (`.street`; `["odd name"]` in both places).
-#[derive(Debug)]
-struct Segments {
-    first: Box<str>,
-    later: Box<str>,
-}
-
-impl Segments {
-    fn of(name: &str) -> Segments {
-        let mut first = ConcretePath::default();
-        first.push_field(name);
-        let mut later = ConcretePath::default();
-        later.push_field("x");
-        let prefix = later.len();
-        later.push_field(name);
-        Segments { first: first.as_str().into(), later: later.as_str()[prefix..].into() }
-    }
 }
 
 #[derive(Debug)]
@@ -818,7 +798,7 @@ impl<'s> Compiler<'s> {
                         next.extend(ts.iter().filter(|(i, _)| *i == fi).map(|&(_, path)| Cursor { path, depth: 2 }));
                     }
                     let node = self.node(f.ty, next)?;
-                    let name = self.active[node as usize].then(|| Segments::of(&f.name));
+                    let name = self.active[node as usize].then(|| FieldStep::of(&f.name));
                     steps.push(Step { node, quick: self.quick(node), name });
                 }
                 Node::Record(steps.into())
@@ -1044,7 +1024,7 @@ impl Location {
         std::str::from_utf8(&self.text[self.base..]).unwrap_or_default()
     }
 
-    fn push_field(&mut self, name: &Segments) {
+    fn push_field(&mut self, name: &FieldStep) {
         let segment = if self.text.len() == self.base { &name.first } else { &name.later };
         self.text.extend_from_slice(segment.as_bytes());
     }

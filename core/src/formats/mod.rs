@@ -22,7 +22,6 @@ pub(crate) const PLAIN_BYTES: u8 = 2;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ValueKind {
     /// A string field of a schema format: `value` is its UTF-8 text.
-    #[allow(dead_code)] // until the schema formats land
     Text,
     /// A bytes field of a schema format: `value` is the bytes.
     Bytes,

@@ -40,7 +40,7 @@ use protox::file::{File, FileResolver, GoogleFileResolver};
 
 use super::{CompiledSchema, Emit, Fill, Leaf, Scan, Scanner, ValueKind};
 use crate::error::{Error, Result};
-use crate::policy::{ConcretePath, FieldPath, Segment};
+use crate::policy::{ConcretePath, FieldPath, FieldStep, Segment};
 
 /// Confluent's metadata options, for schemas that import them without listing them as a reference.
 const META_PROTO_NAME: &str = "confluent/meta.proto";
@@ -95,7 +95,7 @@ impl ProtoSchema {
     }
 
     /// The full name of the record's message, e.g. `bench.Payment`.
-    #[allow(dead_code)] // for the codec's messages
+    #[cfg(test)]
     pub(crate) fn message_name(&self) -> &str {
         self.message.full_name()
     }
@@ -291,31 +291,12 @@ impl Node {
 struct Action {
     number: u32,
     /// The location step: the field name, or `None` for a map entry's value (the key is the step).
-    name: Option<Step>,
+    name: Option<FieldStep>,
     /// For a repeated field: its element counter, for the `[i]` step.
     counter: Option<usize>,
     /// For a map field: how its entries' keys are encoded (each entry is prescanned for the key).
     map_key: Option<KeyKind>,
     target: Target,
-}
-
-/// A field name as a location step, in [`ConcretePath`]'s syntax: first in a location (`email`)
-/// and after another step (`.email`).
-#[derive(Debug)]
-struct Step {
-    first: Box<str>,
-    next: Box<str>,
-}
-
-impl Step {
-    fn of(name: &str) -> Step {
-        let mut first = ConcretePath::default();
-        first.push_field(name);
-        let mut next = ConcretePath::default();
-        next.push_field("x");
-        next.push_field(name);
-        Step { first: first.as_str().into(), next: next.as_str()[1..].into() }
-    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -460,7 +441,7 @@ impl Builder<'_> {
                 }]));
                 actions.push(Action {
                     number: field.number(),
-                    name: Some(Step::of(name)),
+                    name: Some(FieldStep::of(name)),
                     counter: None,
                     map_key: Some(key_kind),
                     target: Target::Node(entry_node),
@@ -470,7 +451,7 @@ impl Builder<'_> {
                 let Some(target) = self.target(&field.kind(), elements, typed) else { continue };
                 actions.push(Action {
                     number: field.number(),
-                    name: Some(Step::of(name)),
+                    name: Some(FieldStep::of(name)),
                     counter: Some(counters),
                     map_key: None,
                     target,
@@ -480,7 +461,7 @@ impl Builder<'_> {
                 let Some(target) = self.target(&field.kind(), named.clone(), typed) else { continue };
                 actions.push(Action {
                     number: field.number(),
-                    name: Some(Step::of(name)),
+                    name: Some(FieldStep::of(name)),
                     counter: None,
                     map_key: None,
                     target,
@@ -753,7 +734,7 @@ impl<'a> Walk<'_, 'a> {
             pos = content + len;
             let mark = self.locations.len() - self.done;
             if let Some(step) = &action.name {
-                let step = if mark == 0 { &step.first } else { &step.next };
+                let step = if mark == 0 { &step.first } else { &step.later };
                 self.locations.extend_from_slice(step.as_bytes());
             }
             if let Some(counter) = action.counter {

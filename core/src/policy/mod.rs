@@ -3,7 +3,7 @@
 
 mod path;
 
-pub(crate) use path::ConcretePath;
+pub(crate) use path::{ConcretePath, FieldStep};
 pub use path::{FieldPath, Segment};
 
 use std::collections::BTreeMap;

@@ -199,6 +199,27 @@ pub(crate) fn push_quoted(out: &mut String, name: &str) {
     out.push_str("\"]");
 }
 
+/// What a field name adds to a concrete location, as [`ConcretePath`] writes it: first in a
+/// location (`street`) and after another step (`.street`; `["odd name"]` in both places).
+/// Precomputed once per schema field by the format plans, so scans format nothing.
+#[derive(Debug)]
+pub(crate) struct FieldStep {
+    pub first: Box<str>,
+    pub later: Box<str>,
+}
+
+impl FieldStep {
+    pub fn of(name: &str) -> FieldStep {
+        let mut first = ConcretePath::default();
+        first.push_field(name);
+        let mut later = ConcretePath::default();
+        later.push_field("x");
+        let prefix = later.len();
+        later.push_field(name);
+        FieldStep { first: first.as_str().into(), later: later.as_str()[prefix..].into() }
+    }
+}
+
 /// Builds the concrete location of one matched value (`orders[2].visa`, `prefs["k"]`); this is
 /// what associated data binds randomized ciphertext to.
 #[derive(Debug, Default, Clone)]
