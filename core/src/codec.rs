@@ -4,16 +4,16 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use base64::Engine;
 
-use crate::crypto::{ct_eq, hex, random_bytes, Algorithm, Dek, GCM_NONCE_LEN};
+use crate::crypto::{ct_eq, hex, random_bytes, Algorithm, Dek, DekId, GCM_NONCE_LEN, TAG_LEN};
 use crate::error::{Error, ErrorKind, Result};
 use crate::formats::json::{self, JsonScanner};
 use crate::formats::{CompiledSchema, Emit, Leaf, Scan, Scanner, ValueKind, PLAIN_BYTES, PLAIN_JSON, PLAIN_STRING};
 use crate::framing::{self, SchemaRef};
-use crate::header::{self, DekLocation, Envelope, KeyEntry, HEADER_NAME};
+use crate::header::{self, DekLocation, KeyEntry, HEADER_NAME};
 use crate::keys::{ActiveDek, DekCache, DekSlot, KmsRegistry, Limits};
 use crate::kms::{KekUri, Kms, WrapContext};
 use crate::policy::{Fallback, FieldPath, Part, Policy, Profile};
@@ -192,6 +192,8 @@ impl CodecBuilder {
             schema_types: PlanCache::new(),
             compiled: PlanCache::new(),
             header_scanners: PlanCache::new(),
+            last_header_scanner: Default::default(),
+            last_read_header: Mutex::new(None),
             counters: Counters::default(),
         })))
     }
@@ -212,6 +214,9 @@ struct Inner {
     schema_types: PlanCache<SchemaRef, SchemaType>,
     compiled: PlanCache<Shape, Arc<dyn CompiledSchema>>,
     header_scanners: PlanCache<(Shape, String), Arc<dyn Scanner>>,
+    last_read_header: Mutex<Option<Arc<HeaderPlan>>>,
+    /// Per part: the header scanner used last.
+    last_header_scanner: [Mutex<Option<LastScanner>>; 2],
     cache: DekCache,
     counters: Counters,
 }
@@ -228,10 +233,40 @@ impl std::fmt::Debug for Codec {
 
 /// What to encrypt on one topic: per (KEK, algorithm) pair, the paths and tags of each part.
 struct TopicPlan {
+    /// At most [`MAX_KEYS_PER_RECORD`].
     keys: Vec<PlannedKey>,
-    /// Per (part, shape): kept here so looking one up needs no topic string.
-    part_plans: PlanCache<(u8, Shape), Arc<PartPlan>>,
+    /// Per part (indexed by `Part::code()`), per shape: kept here so looking one up needs no
+    /// topic string.
+    part_plans: [PlanCache<Shape, Arc<PartPlan>>; 2],
+    /// The header body of the last record, reused while records select the same paths under the
+    /// same DEKs (only the record nonce differs then).
+    last_header: Mutex<Option<Arc<HeaderTemplate>>>,
 }
+
+/// A header body as [`header::write_body`] wrote it, and what determined its bytes.
+struct HeaderTemplate {
+    plans: [Option<Arc<PartPlan>>; 2],
+    present: [u64; 2],
+    deks: Vec<DekId>,
+    body: Vec<u8>,
+}
+
+impl HeaderTemplate {
+    fn describes(&self, parts: &[ScannedPart<'_>], present: &[u64; 2], used: &[UsedKey<'_>]) -> bool {
+        self.present == *present
+            && self.deks.len() == used.len()
+            && self.deks.iter().zip(used).all(|(id, (dek, _))| id == dek.dek.id())
+            && parts.iter().all(|(part, _, plan, _)| {
+                self.plans[usize::from(part.code())].as_ref().is_some_and(|p| Arc::ptr_eq(p, plan))
+            })
+    }
+}
+
+/// A header holds at most this many keys (docs/FORMAT.md), so a topic's plan may too.
+const MAX_KEYS_PER_RECORD: usize = 64;
+/// Up to this many paths per part, which paths selected a value is a bit set (and the header
+/// body can be reused); beyond it, the header is written afresh for every record.
+const PRESENT_SET_BITS: usize = 64;
 
 struct PlannedKey {
     slot: Arc<DekSlot>,
@@ -258,6 +293,91 @@ struct PartPlan {
     order: Vec<(usize, usize)>,
 }
 
+/// A header read by [`Codec::decrypt`]: what every record with this header body shares, and the
+/// record's own nonce, authenticated body and authenticators.
+struct ReadHeader<'h> {
+    plan: Arc<HeaderPlan>,
+    record_nonce: [u8; GCM_NONCE_LEN],
+    body: &'h [u8],
+    tags: Vec<[u8; TAG_LEN]>,
+}
+
+/// What decryption derives from a header body, for one topic.
+struct HeaderPlan {
+    topic: String,
+    body: Vec<u8>,
+    keys: Vec<OwnedKeyEntry>,
+    /// Per key entry, per field: whether this codec's profile may see it.
+    allowed: Vec<Vec<bool>>,
+    /// Per part (indexed by `Part::code()`).
+    parts: [HeaderPart; 2],
+}
+
+/// The paths a header lists for one record part, and the (key entry, field) of each.
+type HeaderPart = (Vec<String>, Vec<(usize, usize)>);
+
+impl HeaderPlan {
+    /// If `header` has this plan's body but for the record nonce: that nonce, the body, and
+    /// the authenticators.
+    #[allow(clippy::type_complexity)]
+    fn same_header<'h>(&self, header: &'h [u8]) -> Option<([u8; GCM_NONCE_LEN], &'h [u8], Vec<[u8; TAG_LEN]>)> {
+        let n = self.body.len();
+        if header.len() != n + self.keys.len() * TAG_LEN {
+            return None;
+        }
+        let (body, tags) = header.split_at(n);
+        let nonce = header::RECORD_NONCE_AT..header::RECORD_NONCE_AT + GCM_NONCE_LEN;
+        let same = body[..nonce.start] == self.body[..nonce.start] && body[nonce.end..] == self.body[nonce.end..];
+        same.then(|| {
+            let record_nonce = body[nonce].try_into().expect("length checked");
+            (record_nonce, body, tags.chunks_exact(TAG_LEN).map(|t| t.try_into().expect("exact chunks")).collect())
+        })
+    }
+}
+
+/// A header key entry, owned.
+struct OwnedKeyEntry {
+    algorithm: Algorithm,
+    dek_id: DekId,
+    kek: String,
+    kek_version: String,
+    wrapped: Option<Vec<u8>>,
+}
+
+impl OwnedKeyEntry {
+    fn as_entry(&self) -> KeyEntry<'_> {
+        KeyEntry {
+            algorithm: self.algorithm,
+            dek_id: self.dek_id,
+            kek: &self.kek,
+            kek_version: &self.kek_version,
+            dek: self.wrapped.as_deref().map_or(DekLocation::KeyStore, DekLocation::Inline),
+            fields: Vec::new(),
+        }
+    }
+}
+
+impl From<&KeyEntry<'_>> for OwnedKeyEntry {
+    fn from(k: &KeyEntry<'_>) -> Self {
+        OwnedKeyEntry {
+            algorithm: k.algorithm,
+            dek_id: k.dek_id,
+            kek: k.kek.to_string(),
+            kek_version: k.kek_version.to_string(),
+            wrapped: match k.dek {
+                DekLocation::Inline(w) => Some(w.to_vec()),
+                DekLocation::KeyStore => None,
+            },
+        }
+    }
+}
+
+struct LastScanner {
+    shape: Shape,
+    paths: Vec<String>,
+    scanner: Arc<dyn Scanner>,
+}
+
 /// A record part located: its framing (copied through) and the shape of its payload.
 struct Located<'a> {
     /// Framing bytes: the magic byte, schema id and Protobuf message indexes, if any.
@@ -275,9 +395,8 @@ enum Shape {
 /// A record part being encrypted: where it is, its plan, and what the plan selected in it.
 type ScannedPart<'a> = (Part, Located<'a>, Arc<PartPlan>, Box<dyn Scan<'a> + 'a>);
 
-/// A planned key that selected fields in the record being encrypted: its leased DEK and the
-/// `(part, path)` pairs its header entry lists.
-type UsedKey<'a> = (Arc<ActiveDek>, &'a PlannedKey, Vec<(Part, &'a str)>);
+/// A planned key that selected fields in the record being encrypted, with its leased DEK.
+type UsedKey<'a> = (Arc<ActiveDek>, &'a PlannedKey);
 
 const PARTS: [Part; 2] = [Part::Value, Part::Key];
 
@@ -361,7 +480,17 @@ impl Codec {
                 key.fields[i].extend(rule.fields.iter().map(|f| (rule_index, f.clone())));
                 key.tags[i].extend(rule.tags.iter().map(|t| (rule_index, t.clone())));
             }
-            Ok(Arc::new(TopicPlan { keys, part_plans: PlanCache::new() }))
+            if keys.len() > MAX_KEYS_PER_RECORD {
+                return Err(Error::policy(format!(
+                    "topic {topic:?} would need {} keys per record; a header holds at most {MAX_KEYS_PER_RECORD}",
+                    keys.len()
+                )));
+            }
+            Ok(Arc::new(TopicPlan {
+                keys,
+                part_plans: [PlanCache::new(), PlanCache::new()],
+                last_header: Mutex::new(None),
+            }))
         })
     }
 
@@ -408,10 +537,9 @@ impl Codec {
     /// The encryption plan of one part of one topic in one shape: the policy's paths, plus the
     /// fields the writer schema tags.
     fn part_plan(&self, plan: &TopicPlan, part: Part, shape: &Shape) -> Result<Arc<PartPlan>> {
-        let key = (part.code(), shape.clone());
-        plan.part_plans.get_or_try_insert(&key, || {
+        let i = usize::from(part.code());
+        plan.part_plans[i].get_or_try_insert(shape, || {
             let schema = self.compiled(shape)?;
-            let i = usize::from(part.code());
             let (mut paths, mut owners, mut order) = (Vec::new(), Vec::new(), Vec::new());
             for (k, pk) in plan.keys.iter().enumerate() {
                 // Schemaless records: each rule's paths. Schema records: a rule's tags when it has
@@ -448,10 +576,17 @@ impl Codec {
     }
 
     /// A scanner for the paths a header lists for one part, in one shape; cached, so a stream
-    /// of records with the same header paths parses and compiles them once.
-    fn header_scanner(&self, shape: &Shape, paths: &[&str]) -> Result<Arc<dyn Scanner>> {
+    /// of records with the same header paths parses and compiles them once. The last one used
+    /// is checked first, which needs no allocation.
+    fn header_scanner(&self, part: Part, shape: &Shape, paths: &[String]) -> Result<Arc<dyn Scanner>> {
+        let last = &self.0.last_header_scanner[usize::from(part.code())];
+        if let Some(hit) = last.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            if hit.shape == *shape && hit.paths == paths {
+                return Ok(hit.scanner.clone());
+            }
+        }
         let key = (shape.clone(), paths.join("\n"));
-        self.0.header_scanners.get_or_try_insert(&key, || {
+        let scanner = self.0.header_scanners.get_or_try_insert(&key, || {
             let parsed = paths
                 .iter()
                 .map(|text| {
@@ -460,10 +595,14 @@ impl Codec {
                 })
                 .collect::<Result<Vec<_>>>()?;
             Ok(match self.compiled(shape)? {
-                None => Arc::new(JsonScanner::new(parsed)),
+                None => Arc::new(JsonScanner::new(parsed)) as Arc<dyn Scanner>,
                 Some(schema) => Arc::from(schema.scanner(parsed)?),
             })
-        })
+        })?;
+        let paths = paths.to_vec();
+        *last.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(LastScanner { shape: shape.clone(), paths, scanner: scanner.clone() });
+        Ok(scanner)
     }
 
     /// Encrypts the fields the policy selects for `topic`. Returns the new key, value and
@@ -507,51 +646,84 @@ impl Codec {
             parts.push((part, located, part_plan, scan));
         }
 
-        // Lease a DEK for each planned key that selected something.
-        let mut used: Vec<UsedKey<'_>> = Vec::new();
-        let mut entry_of_key: Vec<usize> = vec![usize::MAX; plan.keys.len()];
-        for (k, pk) in plan.keys.iter().enumerate() {
-            let mut selected: Vec<((usize, usize), Part, &str)> = Vec::new();
-            for (part, _, part_plan, scan) in &parts {
-                let mut seen = vec![false; part_plan.paths.len()];
-                for leaf in scan.leaves().iter().filter(|l| part_plan.owners[l.path] == k) {
-                    if !std::mem::replace(&mut seen[leaf.path], true) {
-                        selected.push((part_plan.order[leaf.path], *part, part_plan.paths[leaf.path].as_str()));
-                    }
+        // Which paths selected a value, which planned keys that makes, and how many fields each
+        // key encrypts (each field and the header authenticator is one use of its DEK).
+        let mut present = [0u64; 2];
+        let mut cacheable = true;
+        let mut keys_used = 0u64;
+        let mut uses = [0u64; MAX_KEYS_PER_RECORD];
+        for (part, _, part_plan, scan) in &parts {
+            cacheable &= part_plan.paths.len() <= PRESENT_SET_BITS;
+            for leaf in scan.leaves() {
+                let k = part_plan.owners[leaf.path];
+                keys_used |= 1 << k;
+                uses[k] += 1;
+                if leaf.path < PRESENT_SET_BITS {
+                    present[usize::from(part.code())] |= 1 << leaf.path;
                 }
             }
-            if selected.is_empty() {
-                continue;
-            }
-            selected.sort_by_key(|(order, part, _)| (*order, part.code()));
-            let fields: Vec<(Part, &str)> = selected.into_iter().map(|(_, part, path)| (part, path)).collect();
+        }
+        if keys_used == 0 {
+            return Ok(Record::copy_of(key, value, headers));
+        }
+
+        // Lease a DEK for each planned key that selected something.
+        let mut used: Vec<UsedKey<'_>> = Vec::with_capacity(keys_used.count_ones() as usize);
+        let mut entry_of_key = [usize::MAX; MAX_KEYS_PER_RECORD];
+        for (k, pk) in plan.keys.iter().enumerate().filter(|(k, _)| keys_used & (1 << k) != 0) {
             let kms = inner.kms.for_scheme(pk.slot.kek.scheme())?;
             let dek = pk.slot.lease(kms, &inner.limits, &inner.counters)?;
-            dek.use_n(1)?; // the header authenticator
+            dek.use_n(uses[k] + 1)?;
             entry_of_key[k] = used.len();
-            used.push((dek, pk, fields));
-        }
-        if used.is_empty() {
-            return Ok(Record::copy_of(key, value, headers));
+            used.push((dek, pk));
         }
 
         // The header: body, then one authenticator per key entry.
         let record_nonce: [u8; GCM_NONCE_LEN] = random_bytes();
-        let entries: Vec<KeyEntry<'_>> = used
-            .iter()
-            .map(|(dek, pk, fields)| KeyEntry {
-                algorithm: pk.slot.algorithm,
-                dek_id: *dek.dek.id(),
-                kek: pk.slot.kek.as_str(),
-                kek_version: &dek.kek_version,
-                dek: DekLocation::Inline(&dek.wrapped),
-                fields: fields.clone(),
-            })
-            .collect();
-        let mut header_bytes = Vec::with_capacity(256);
-        header::write_body(&mut header_bytes, &record_nonce, inner.policy.id(), inner.policy.revision(), &entries);
+        let mut header_bytes = Vec::new();
+        let last = if cacheable { plan.last_header.lock().unwrap_or_else(|e| e.into_inner()).clone() } else { None };
+        match last.filter(|t| t.describes(&parts, &present, &used)) {
+            Some(template) => {
+                header_bytes.reserve_exact(template.body.len() + used.len() * TAG_LEN);
+                header_bytes.extend_from_slice(&template.body);
+                header::set_record_nonce(&mut header_bytes, &record_nonce);
+            }
+            None => {
+                let entries: Vec<KeyEntry<'_>> = plan
+                    .keys
+                    .iter()
+                    .enumerate()
+                    .filter(|(k, _)| keys_used & (1 << k) != 0)
+                    .zip(&used)
+                    .map(|((k, pk), (dek, _))| KeyEntry {
+                        algorithm: pk.slot.algorithm,
+                        dek_id: *dek.dek.id(),
+                        kek: pk.slot.kek.as_str(),
+                        kek_version: &dek.kek_version,
+                        dek: DekLocation::Inline(&dek.wrapped),
+                        fields: header_fields(&parts, k),
+                    })
+                    .collect();
+                header::write_body(
+                    &mut header_bytes,
+                    &record_nonce,
+                    inner.policy.id(),
+                    inner.policy.revision(),
+                    &entries,
+                );
+                if cacheable {
+                    let mut plans = [None, None];
+                    for (part, _, part_plan, _) in &parts {
+                        plans[usize::from(part.code())] = Some(part_plan.clone());
+                    }
+                    let deks = used.iter().map(|(dek, _)| *dek.dek.id()).collect();
+                    let template = HeaderTemplate { plans, present, deks, body: header_bytes.clone() };
+                    *plan.last_header.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(template));
+                }
+            }
+        }
         let mut tags = Vec::with_capacity(used.len());
-        for (dek, _, _) in &used {
+        for (dek, _) in &used {
             tags.push(dek.dek.header_tag(&record_nonce, &header_bytes)?);
         }
         for tag in &tags {
@@ -570,10 +742,9 @@ impl Codec {
             }
             let payload = scan.write(&mut |leaf, at, emit| {
                 let e = entry_of_key[part_plan.owners[leaf.path]];
-                let (dek, _, _) = &used[e];
-                dek.use_n(1)?;
-                field_aad(&mut aad, &dek.dek, &tags[e], *part, part_plan.paths[leaf.path].as_str(), at);
-                seal_leaf(&dek.dek, &aad, leaf, &mut sealed, &mut text, emit)?;
+                let dek = &used[e].0.dek;
+                field_aad(&mut aad, dek, &tags[e], *part, part_plan.paths[leaf.path].as_str(), at);
+                seal_leaf(dek, &aad, leaf, &mut sealed, &mut text, emit)?;
                 fields += 1;
                 Ok(())
             })?;
@@ -609,18 +780,14 @@ impl Codec {
         }
         let header_bytes =
             found.value().ok_or_else(|| Error::format(format!("the {HEADER_NAME:?} header is empty")))?;
-        let env = header::parse(header_bytes)?;
+        let read = self.read_header(topic, header_bytes)?;
+        let (plan, record_nonce, body, tags) = (&read.plan, &read.record_nonce, read.body, &read.tags);
 
-        // Per key entry: which of its paths this consumer may see, and the DEK if it can have it.
-        let mut access: Vec<(Option<Arc<Dek>>, Vec<bool>)> = Vec::with_capacity(env.keys.len());
-        for (entry, tag) in env.keys.iter().zip(&env.tags) {
-            let allowed: Vec<bool> = entry
-                .fields
-                .iter()
-                .map(|(part, path)| inner.profile.as_ref().is_none_or(|p| p.allows(topic, *part, path)))
-                .collect();
-            let dek = if allowed.contains(&true) { self.dek_for(&env, entry, tag)? } else { None };
-            access.push((dek, allowed));
+        // Per key entry: the DEK, if this consumer may see any of its fields and can have it.
+        let mut deks: Vec<Option<Arc<Dek>>> = Vec::with_capacity(plan.keys.len());
+        for (e, entry) in plan.keys.iter().enumerate() {
+            let wanted = plan.allowed[e].contains(&true);
+            deks.push(if wanted { self.dek_for(record_nonce, body, entry, &tags[e])? } else { None });
         }
 
         // Paths are interpreted only after the header authenticated (above).
@@ -628,19 +795,10 @@ impl Codec {
         let mut ciphertext_left = false;
         let (mut decrypted, mut withheld) = (0u64, 0u64);
         let mut aad = Vec::with_capacity(128);
-        let mut sealed = Vec::with_capacity(128);
+        let mut scratch = Scratch::default();
         let mut outputs: [Option<Vec<u8>>; 2] = [None, None];
         for part in PARTS {
-            let mut paths: Vec<&str> = Vec::new();
-            let mut owners = Vec::new();
-            for (e, entry) in env.keys.iter().enumerate() {
-                for (f, (p, text)) in entry.fields.iter().enumerate() {
-                    if *p == part {
-                        paths.push(text);
-                        owners.push((e, f));
-                    }
-                }
-            }
+            let (paths, owners) = &plan.parts[usize::from(part.code())];
             if paths.is_empty() {
                 continue;
             }
@@ -649,13 +807,20 @@ impl Codec {
                 Error::record(format!("header lists fields of the {}, but the record has none", part_name(part)))
             })?;
             let located = self.locate(part, bytes, headers)?;
-            let scanner = self.header_scanner(&located.shape, &paths)?;
+            let scanner = self.header_scanner(part, &located.shape, paths)?;
             let scan = scanner.scan(located.payload, part_name(part))?;
             // The header lists only paths that selected a value when the record was encrypted:
             // one that selects nothing now means a field was renamed, removed or nulled.
-            let mut found = vec![false; paths.len()];
-            scan.leaves().iter().for_each(|leaf| found[leaf.path] = true);
-            if let Some(missing) = found.iter().position(|f| !f) {
+            let mut found = [false; PRESENT_SET_BITS];
+            let mut found_more = vec![false; paths.len().saturating_sub(PRESENT_SET_BITS)];
+            for leaf in scan.leaves() {
+                match found.get_mut(leaf.path) {
+                    Some(f) => *f = true,
+                    None => found_more[leaf.path - PRESENT_SET_BITS] = true,
+                }
+            }
+            let all_found = found.iter().take(paths.len()).chain(&found_more).position(|f| !f);
+            if let Some(missing) = all_found {
                 return Err(Error::crypto(format!(
                     "encrypted field {} of the {} is missing: the record was altered",
                     paths[missing],
@@ -664,10 +829,10 @@ impl Codec {
             }
             let payload = scan.write(&mut |leaf, at, emit| {
                 let (e, f) = owners[leaf.path];
-                match &access[e] {
-                    (Some(dek), allowed) if allowed[f] => {
-                        field_aad(&mut aad, dek, &env.tags[e], part, paths[leaf.path], at);
-                        open_leaf(dek, &aad, leaf, at, &mut sealed, emit)?;
+                match &deks[e] {
+                    Some(dek) if plan.allowed[e][f] => {
+                        field_aad(&mut aad, dek, &tags[e], part, &paths[leaf.path], at);
+                        open_leaf(dek, &aad, leaf, at, &mut scratch, emit)?;
                         decrypted += 1;
                     }
                     _ => {
@@ -695,11 +860,55 @@ impl Codec {
         Ok(out)
     }
 
+    /// Parses a fieldcrypt header into what decryption needs. Consecutive records usually carry
+    /// the same header but for the record nonce and the authenticators; the last one read is
+    /// reused then, so its paths, access and scanners are worked out once. Nothing in it is
+    /// trusted before [`Codec::dek_for`] authenticates this record's header.
+    fn read_header<'h>(&self, topic: &str, header_bytes: &'h [u8]) -> Result<ReadHeader<'h>> {
+        let last = self.0.last_read_header.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(plan) = last.filter(|p| p.topic == topic) {
+            if let Some((record_nonce, body, tags)) = plan.same_header(header_bytes) {
+                return Ok(ReadHeader { plan, record_nonce, body, tags });
+            }
+        }
+        let env = header::parse(header_bytes)?;
+        let profile = self.0.profile.as_ref();
+        let mut parts: [HeaderPart; 2] = Default::default();
+        for (e, entry) in env.keys.iter().enumerate() {
+            for (f, (part, path)) in entry.fields.iter().enumerate() {
+                let (paths, owners) = &mut parts[usize::from(part.code())];
+                paths.push(path.to_string());
+                owners.push((e, f));
+            }
+        }
+        let plan = Arc::new(HeaderPlan {
+            topic: topic.to_string(),
+            body: env.body.to_vec(),
+            allowed: env
+                .keys
+                .iter()
+                .map(|k| {
+                    k.fields.iter().map(|(part, path)| profile.is_none_or(|p| p.allows(topic, *part, path))).collect()
+                })
+                .collect(),
+            keys: env.keys.iter().map(OwnedKeyEntry::from).collect(),
+            parts,
+        });
+        *self.0.last_read_header.lock().unwrap_or_else(|e| e.into_inner()) = Some(plan.clone());
+        Ok(ReadHeader { plan, record_nonce: env.record_nonce, body: env.body, tags: env.tags })
+    }
+
     /// The DEK of a header key entry, checked against the header authenticator. `None` when this
     /// consumer has no access to the KEK (unknown key, or no KMS client for its scheme).
-    fn dek_for(&self, env: &Envelope<'_>, entry: &KeyEntry<'_>, tag: &[u8; 16]) -> Result<Option<Arc<Dek>>> {
+    fn dek_for(
+        &self,
+        record_nonce: &[u8; GCM_NONCE_LEN],
+        body: &[u8],
+        entry: &OwnedKeyEntry,
+        tag: &[u8; TAG_LEN],
+    ) -> Result<Option<Arc<Dek>>> {
         let inner = &*self.0;
-        let cached_dek = inner.cache.get(&entry.dek_id, entry.kek, entry.kek_version);
+        let cached_dek = inner.cache.get(&entry.dek_id, &entry.kek, &entry.kek_version);
         let cached = cached_dek.is_some();
         let dek = match cached_dek {
             Some(dek) => {
@@ -708,7 +917,7 @@ impl Codec {
             }
             None => {
                 inner.counters.dek_cache_misses.fetch_add(1, Ordering::Relaxed);
-                match self.unwrap_dek(entry) {
+                match self.unwrap_dek(&entry.as_entry()) {
                     Ok(dek) => dek,
                     Err(e) if matches!(e.kind(), ErrorKind::KeyNotFound | ErrorKind::Config) => {
                         tracing::info!(
@@ -724,7 +933,7 @@ impl Codec {
                 }
             }
         };
-        if !ct_eq(&dek.header_tag(&env.record_nonce, env.body)?, tag) {
+        if !ct_eq(&dek.header_tag(record_nonce, body)?, tag) {
             return Err(Error::crypto(format!(
                 "fieldcrypt header does not authenticate under data key {}",
                 hex(&entry.dek_id)
@@ -733,7 +942,7 @@ impl Codec {
         if !cached {
             // Cached only once the header proved the key genuine, so a tampered header can
             // neither evict nor replace a good entry.
-            inner.cache.insert(entry.kek, entry.kek_version, dek.clone());
+            inner.cache.insert(&entry.kek, &entry.kek_version, dek.clone());
         }
         Ok(Some(dek))
     }
@@ -753,6 +962,22 @@ impl Codec {
         let key = kms.unwrap(&kek, entry.kek_version, wrapped, &ctx)?;
         Ok(Arc::new(Dek::new(entry.dek_id, entry.algorithm, &key)?))
     }
+}
+
+/// The `(part, path)` pairs the header entry of planned key `k` lists: each path of the key that
+/// selected a value in this record, once, in policy order.
+fn header_fields<'p>(parts: &'p [ScannedPart<'_>], k: usize) -> Vec<(Part, &'p str)> {
+    let mut selected: Vec<((usize, usize), Part, &str)> = Vec::new();
+    for (part, _, part_plan, scan) in parts {
+        let mut seen = vec![false; part_plan.paths.len()];
+        for leaf in scan.leaves().iter().filter(|l| part_plan.owners[l.path] == k) {
+            if !std::mem::replace(&mut seen[leaf.path], true) {
+                selected.push((part_plan.order[leaf.path], *part, part_plan.paths[leaf.path].as_str()));
+            }
+        }
+    }
+    selected.sort_by_key(|(order, part, _)| (*order, part.code()));
+    selected.into_iter().map(|(_, part, path)| (part, path)).collect()
 }
 
 /// The framing prefix followed by the new payload.
@@ -795,15 +1020,23 @@ fn seal_leaf(
     }
 }
 
+/// Buffers reused across the fields of a record: the decoded ciphertext and the plaintext.
+#[derive(Default)]
+struct Scratch {
+    sealed: Vec<u8>,
+    opened: Vec<u8>,
+}
+
 /// Decrypts one selected value and emits its plaintext, restored to its original type.
 fn open_leaf(
     dek: &Dek,
     aad: &[u8],
     leaf: &Leaf<'_>,
     at: &str,
-    sealed: &mut Vec<u8>,
+    scratch: &mut Scratch,
     emit: &mut dyn Emit,
 ) -> Result<()> {
+    let Scratch { sealed, opened } = scratch;
     let not_ours = || Error::crypto(format!("field {at} does not hold fieldcrypt ciphertext"));
     let ciphertext: &[u8] = match leaf.kind {
         ValueKind::Bytes => leaf.value,
@@ -816,15 +1049,15 @@ fn open_leaf(
             sealed
         }
     };
-    let (type_byte, plain) = dek.open(aad, ciphertext)?;
+    let (type_byte, plain) = dek.open(aad, ciphertext, opened)?;
     let bad = |what: &str| Error::record(format!("decrypted field {at} {what}"));
     match type_byte {
-        PLAIN_STRING => emit.text(std::str::from_utf8(&plain).map_err(|_| bad("is not UTF-8"))?),
+        PLAIN_STRING => emit.text(std::str::from_utf8(plain).map_err(|_| bad("is not UTF-8"))?),
         PLAIN_JSON => {
-            let s = std::str::from_utf8(&plain).ok().filter(|s| json::check_json_text(s));
+            let s = std::str::from_utf8(plain).ok().filter(|s| json::check_json_text(s));
             emit.json(s.ok_or_else(|| bad("is not a JSON value"))?)
         }
-        PLAIN_BYTES => emit.bytes(&plain),
+        PLAIN_BYTES => emit.bytes(plain),
         other => Err(bad(&format!("has unknown plaintext type {other}"))),
     }
 }

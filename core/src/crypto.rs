@@ -147,33 +147,31 @@ impl Dek {
         Ok(())
     }
 
-    /// Decrypts a field ciphertext; returns `(type_byte, plaintext)`.
-    pub fn open(&self, aad: &[u8], ciphertext: &[u8]) -> Result<(u8, Vec<u8>)> {
+    /// Decrypts a field ciphertext into `buf` (cleared first); returns the type byte and the
+    /// plaintext, which lives in `buf`.
+    pub fn open<'b>(&self, aad: &[u8], ciphertext: &[u8], buf: &'b mut Vec<u8>) -> Result<(u8, &'b [u8])> {
         let overhead = self.algorithm.overhead();
         if ciphertext.len() < overhead + 1 {
             return Err(Error::crypto("field ciphertext is truncated"));
         }
         let fail = || Error::crypto(format!("field does not authenticate under data key {}", hex(&self.id)));
-        let mut buf = match &self.cipher {
+        buf.clear();
+        match &self.cipher {
             Cipher::Gcm(c) => {
                 let (nonce, rest) = ciphertext.split_at(GCM_NONCE_LEN);
                 let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
-                let mut buf = body.to_vec();
-                c.decrypt_in_place_detached(Nonce::from_slice(nonce), aad, &mut buf, Tag::from_slice(tag))
+                buf.extend_from_slice(body);
+                c.decrypt_in_place_detached(Nonce::from_slice(nonce), aad, buf, Tag::from_slice(tag))
                     .map_err(|_| fail())?;
-                buf
             }
             Cipher::Siv(c) => {
                 let (tag, body) = ciphertext.split_at(TAG_LEN);
-                let mut buf = body.to_vec();
-                lock(c)
-                    .decrypt_in_place_detached([aad], &mut buf, aes_siv::Tag::from_slice(tag))
-                    .map_err(|_| fail())?;
-                buf
+                buf.extend_from_slice(body);
+                lock(c).decrypt_in_place_detached([aad], buf, aes_siv::Tag::from_slice(tag)).map_err(|_| fail())?;
             }
-        };
-        let type_byte = buf.remove(0);
-        Ok((type_byte, buf))
+        }
+        let (type_byte, plaintext) = buf.split_first().expect("length checked");
+        Ok((*type_byte, plaintext))
     }
 
     /// The header authenticator: an AEAD tag over `body` with an empty plaintext. GCM uses the
@@ -223,8 +221,9 @@ mod tests {
             let mut ct = Vec::new();
             dek.seal(b"path-a", 0, b"secret", &mut ct).unwrap();
             assert_eq!(ct.len(), 7 + alg.overhead());
-            assert_eq!(dek.open(b"path-a", &ct).unwrap(), (0, b"secret".to_vec()));
-            assert_eq!(dek.open(b"path-b", &ct).unwrap_err().kind(), crate::ErrorKind::Crypto);
+            let mut buf = Vec::new();
+            assert_eq!(dek.open(b"path-a", &ct, &mut buf).unwrap(), (0, &b"secret"[..]));
+            assert_eq!(dek.open(b"path-b", &ct, &mut buf).unwrap_err().kind(), crate::ErrorKind::Crypto);
             let mut again = Vec::new();
             dek.seal(b"path-a", 0, b"secret", &mut again).unwrap();
             assert_eq!(alg.is_deterministic(), again == ct);

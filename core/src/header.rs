@@ -51,6 +51,14 @@ pub struct Envelope<'a> {
     pub body: &'a [u8],
 }
 
+/// Where [`write_body`] puts the record nonce: after the version and flags bytes.
+pub(crate) const RECORD_NONCE_AT: usize = 2;
+
+/// Replaces the record nonce of a header body [`write_body`] wrote.
+pub fn set_record_nonce(body: &mut [u8], record_nonce: &[u8; GCM_NONCE_LEN]) {
+    body[RECORD_NONCE_AT..RECORD_NONCE_AT + GCM_NONCE_LEN].copy_from_slice(record_nonce);
+}
+
 /// Writes the header body (everything before the tags). Append one tag per key to finish it.
 pub fn write_body(
     out: &mut Vec<u8>,
@@ -59,8 +67,10 @@ pub fn write_body(
     policy_revision: u64,
     keys: &[KeyEntry<'_>],
 ) {
+    let start = out.len();
     out.push(FORMAT_VERSION);
     out.push(0); // flags: none defined in v1
+    debug_assert_eq!(out.len() - start, RECORD_NONCE_AT);
     out.extend_from_slice(record_nonce);
     put_str(out, policy_id);
     put_varint(out, policy_revision);

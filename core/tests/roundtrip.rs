@@ -355,3 +355,32 @@ fn parts_with_nothing_selected_keep_their_bytes() {
     assert_eq!(opened.key.as_deref(), Some(&raw_key[..]));
     assert_eq!(opened.value.as_deref(), Some(&br#"{"password":"pw-pw"}"#[..]));
 }
+
+/// The producer reuses a header body while records select the same paths under the same DEK;
+/// records that select different subsets must still list exactly their own paths, each with a
+/// fresh record nonce.
+#[test]
+fn header_follows_each_records_selection() {
+    let producer = demo_codec();
+    let consumer = demo_codec();
+    let shapes = [
+        json!({"id": 1, "password": "p1", "visa": "4111"}),
+        json!({"id": 2, "password": "p2"}),
+        json!({"id": 3, "password": "p3"}),
+        json!({"id": 4, "visa": "4012"}),
+        json!({"id": 5, "password": "p5", "visa": "4222"}),
+        json!({"id": 6, "password": "p6", "visa": "4333"}),
+    ];
+    let mut nonces = std::collections::HashSet::new();
+    for plain in shapes.iter().cycle().take(30) {
+        let sealed = encrypt_value(&producer, "customers", plain);
+        let expected: Vec<(Part, String)> = ["password", "visa"]
+            .into_iter()
+            .filter(|f| plain.get(f).is_some())
+            .map(|f| (Part::Value, f.to_string()))
+            .collect();
+        assert_eq!(header_paths(&sealed), expected, "{plain}");
+        assert!(nonces.insert(envelope(&sealed).record_nonce), "record nonce repeated");
+        assert_eq!(&value_json(&decrypt(&consumer, "customers", &sealed).unwrap()), plain);
+    }
+}
