@@ -23,12 +23,21 @@ unit: setup
 	$(CARGO) test --workspace --all-features --exclude fieldcrypt-it
 	cd core/fuzz && $(CARGO) test
 
-# Integration tests against real servers (Kafka 4.x KRaft, Apicurio Registry 3.3.x) that
-# scripts/servers.sh installs from Maven Central, starts on 127.0.0.1 and stops by pid.
+# Integration tests against real servers, all installed from their registries, started on
+# 127.0.0.1 and stopped by pid: Kafka 4.x KRaft and Apicurio Registry 3.3.x (scripts/servers.sh,
+# Maven Central), and the KMS servers of scripts/kms/ (OpenBao, moto, local-kms). Azure's Lowkey Vault and
+# a GCP KMS emulator are not served by the registries here (docs/kms/azure.md, docs/kms/gcp.md).
+# The KMS servers start while Kafka and Apicurio boot.
+KMS_SERVERS ?= openbao moto local-kms
 it: setup
 	export FIELDCRYPT_RUN=$(CURDIR)/target/servers; \
-	scripts/servers.sh start all && eval "$$(scripts/servers.sh env)" && \
-	$(CARGO) test -p fieldcrypt-it && tests/python/run.sh; rc=$$?; scripts/servers.sh stop; exit $$rc
+	stop_all() { scripts/servers.sh stop; for s in $(KMS_SERVERS); do scripts/kms/$$s.sh stop; done; }; \
+	trap stop_all EXIT; \
+	scripts/servers.sh start all & servers=$$!; \
+	for s in $(KMS_SERVERS); do scripts/kms/$$s.sh start || exit 1; done; \
+	wait $$servers || exit 1; \
+	eval "$$(scripts/servers.sh env)" && for s in $(KMS_SERVERS); do eval "$$(scripts/kms/$$s.sh env)"; done && \
+	$(CARGO) test -p fieldcrypt-it && tests/python/run.sh
 
 fuzz: setup
 	scripts/fuzz.sh $(FUZZ_SECONDS)

@@ -124,6 +124,7 @@ pub struct CodecBuilder {
     profile: Option<String>,
     limits: Limits,
     schemas: Option<Arc<dyn SchemaSource>>,
+    validate_json_schema: bool,
 }
 
 impl CodecBuilder {
@@ -162,6 +163,20 @@ impl CodecBuilder {
         self
     }
 
+    /// Validate JSON Schema records against their writer schema (off by default). The producer
+    /// validates the plaintext before encrypting it, and refuses a record that does not match
+    /// with an [`ErrorKind::Record`] error naming the schema and the failing location (never a
+    /// value). The consumer validates a record part after decrypting it, but only when every
+    /// encrypted field of that part was decrypted: a field left as ciphertext, `null` or a mask
+    /// (per its profile) may not match its schema type — an encrypted number is a Base64 string —
+    /// so such a part is not validated. Validation covers the record parts the codec works on
+    /// (those the policy selects fields of, or the header lists fields of); Avro and Protobuf
+    /// records, schemaless JSON, and records passed through untouched are not validated.
+    pub fn validate_json_schema(mut self, validate: bool) -> Self {
+        self.validate_json_schema = validate;
+        self
+    }
+
     pub fn build(self) -> Result<Codec> {
         self.limits.validate()?;
         let profile = match &self.profile {
@@ -188,6 +203,7 @@ impl CodecBuilder {
             limits: self.limits,
             slots,
             schemas: self.schemas,
+            validate_json_schema: self.validate_json_schema,
             topic_plans: PlanCache::new(),
             schema_types: PlanCache::new(),
             compiled: PlanCache::new(),
@@ -210,6 +226,8 @@ struct Inner {
     limits: Limits,
     slots: HashMap<(KekUri, Algorithm), Arc<DekSlot>>,
     schemas: Option<Arc<dyn SchemaSource>>,
+    /// See [`CodecBuilder::validate_json_schema`].
+    validate_json_schema: bool,
     topic_plans: PlanCache<String, Arc<TopicPlan>>,
     schema_types: PlanCache<SchemaRef, SchemaType>,
     compiled: PlanCache<Shape, Arc<dyn CompiledSchema>>,
@@ -287,6 +305,8 @@ impl TopicPlan {
 /// paths it looks for and, when encrypting, the planned key each path belongs to.
 struct PartPlan {
     scanner: Arc<dyn Scanner>,
+    /// The writer schema, for schema formats.
+    schema: Option<Arc<dyn CompiledSchema>>,
     paths: Vec<FieldPath>,
     owners: Vec<usize>,
     /// (rule index, position): the order a header lists the paths in.
@@ -444,7 +464,14 @@ impl<K: std::hash::Hash + Eq, V: Clone> PlanCache<K, V> {
 
 impl Codec {
     pub fn builder(policy: Policy) -> CodecBuilder {
-        CodecBuilder { policy, kms: KmsRegistry::default(), profile: None, limits: Limits::default(), schemas: None }
+        CodecBuilder {
+            policy,
+            kms: KmsRegistry::default(),
+            profile: None,
+            limits: Limits::default(),
+            schemas: None,
+            validate_json_schema: false,
+        }
     }
 
     pub fn policy(&self) -> &Policy {
@@ -571,7 +598,7 @@ impl Codec {
                 Some(s) => Arc::from(s.scanner(paths.clone())?),
                 None => Arc::new(JsonScanner::new(paths.clone())),
             };
-            Ok(Arc::new(PartPlan { scanner, paths, owners, order }))
+            Ok(Arc::new(PartPlan { scanner, schema, paths, owners, order }))
         })
     }
 
@@ -643,6 +670,11 @@ impl Codec {
             let located = self.locate(part, bytes, headers)?;
             let part_plan = self.part_plan(&plan, part, &located.shape)?;
             let scan = part_plan.scanner.scan(located.payload, part_name(part))?;
+            if inner.validate_json_schema {
+                if let Some(schema) = &part_plan.schema {
+                    schema.validate(located.payload, part_name(part))?;
+                }
+            }
             parts.push((part, located, part_plan, scan));
         }
 
@@ -827,6 +859,7 @@ impl Codec {
                     part_name(part)
                 )));
             }
+            let withheld_before = withheld;
             let payload = scan.write(&mut |leaf, at, emit| {
                 let (e, f) = owners[leaf.path];
                 match &deks[e] {
@@ -849,6 +882,13 @@ impl Codec {
                 }
                 Ok(())
             })?;
+            // Only a fully decrypted part is its writer's plaintext again (see
+            // `CodecBuilder::validate_json_schema`).
+            if inner.validate_json_schema && withheld == withheld_before {
+                if let Some(schema) = self.compiled(&located.shape)? {
+                    schema.validate(&payload, part_name(part))?;
+                }
+            }
             outputs[usize::from(part.code())] = Some(framed(located.prefix, payload));
         }
 
@@ -915,11 +955,18 @@ impl Codec {
                 inner.counters.dek_cache_hits.fetch_add(1, Ordering::Relaxed);
                 dek
             }
+            None if inner.cache.is_denied(&entry.dek_id, &entry.kek, &entry.kek_version) => {
+                inner.counters.kms_denials_cached.fetch_add(1, Ordering::Relaxed);
+                return Ok(None);
+            }
             None => {
                 inner.counters.dek_cache_misses.fetch_add(1, Ordering::Relaxed);
                 match self.unwrap_dek(&entry.as_entry()) {
                     Ok(dek) => dek,
-                    Err(e) if matches!(e.kind(), ErrorKind::KeyNotFound | ErrorKind::Config) => {
+                    Err(e)
+                        if matches!(e.kind(), ErrorKind::KeyNotFound | ErrorKind::AccessDenied | ErrorKind::Config) =>
+                    {
+                        inner.cache.deny(&entry.dek_id, &entry.kek, &entry.kek_version);
                         tracing::info!(
                             target: "fieldcrypt::audit",
                             event = "decryption_denied",
@@ -959,7 +1006,9 @@ impl Codec {
         let kms = inner.kms.for_scheme(kek.scheme())?;
         inner.counters.kms_unwrap_calls.fetch_add(1, Ordering::Relaxed);
         let ctx = WrapContext { dek_id: &entry.dek_id, algorithm: entry.algorithm };
-        let key = kms.unwrap(&kek, entry.kek_version, wrapped, &ctx)?;
+        let key = kms.unwrap(&kek, entry.kek_version, wrapped, &ctx).inspect_err(|_| {
+            inner.counters.kms_errors.fetch_add(1, Ordering::Relaxed);
+        })?;
         Ok(Arc::new(Dek::new(entry.dek_id, entry.algorithm, &key)?))
     }
 }

@@ -21,6 +21,9 @@ pub enum ErrorKind {
     Crypto,
     /// A key (KEK or DEK) is unknown to the KMS or key store.
     KeyNotFound,
+    /// The KMS refused this client access to a key: wrong or expired credentials, or a permission
+    /// that was revoked. Consumers treat it like a missing key (the profile's fallback applies).
+    AccessDenied,
     /// The KMS failed or could not be reached.
     Kms,
     /// The schema registry failed, could not be reached, or does not know a record's schema.
@@ -40,6 +43,7 @@ impl ErrorKind {
             ErrorKind::UnsupportedVersion => "unsupported_version",
             ErrorKind::Crypto => "crypto",
             ErrorKind::KeyNotFound => "key_not_found",
+            ErrorKind::AccessDenied => "access_denied",
             ErrorKind::Kms => "kms",
             ErrorKind::Registry => "registry",
             ErrorKind::LimitExceeded => "limit_exceeded",

@@ -29,8 +29,20 @@ pub struct Limits {
     pub dek_max_age: Duration,
     /// How many unwrapped DEKs a consumer keeps.
     pub dek_cache_capacity: usize,
-    /// How long a consumer keeps an unwrapped DEK before asking the KMS again.
+    /// How long a consumer keeps an unwrapped DEK before asking the KMS again: the longest a
+    /// consumer whose access to a KEK was revoked can go on decrypting.
     pub dek_cache_ttl: Duration,
+    /// How long a consumer remembers that it may not unwrap a DEK (access denied, unknown key),
+    /// so records under that DEK get the profile's fallback without a KMS call each.
+    pub dek_denied_ttl: Duration,
+    /// KMS outage on the producer side: when a DEK is due for rotation and the KMS cannot wrap a
+    /// new one (unreachable, 5xx, throttled), the current DEK serves up to this many more uses
+    /// (never past [`DEK_HARD_USE_LIMIT`]); after that, encryption fails closed with a retryable
+    /// error. Zero fails at once.
+    pub dek_outage_extra_uses: u64,
+    /// While the KMS is failing, ask it again at most this often; records in between use the
+    /// current DEK (within [`Limits::dek_outage_extra_uses`]) or fail at once, never wait.
+    pub kms_retry_interval: Duration,
 }
 
 impl Default for Limits {
@@ -40,6 +52,9 @@ impl Default for Limits {
             dek_max_age: Duration::from_secs(3600),
             dek_cache_capacity: 1024,
             dek_cache_ttl: Duration::from_secs(3600),
+            dek_denied_ttl: Duration::from_secs(60),
+            dek_outage_extra_uses: 4_000_000,
+            kms_retry_interval: Duration::from_secs(1),
         }
     }
 }
@@ -49,6 +64,12 @@ impl Limits {
         if self.dek_max_uses == 0 || self.dek_max_uses > DEK_HARD_USE_LIMIT / 2 {
             return Err(Error::config(format!(
                 "dek_max_uses must be between 1 and {} (half the hard limit {DEK_HARD_USE_LIMIT})",
+                DEK_HARD_USE_LIMIT / 2
+            )));
+        }
+        if self.dek_outage_extra_uses > DEK_HARD_USE_LIMIT / 2 {
+            return Err(Error::config(format!(
+                "dek_outage_extra_uses must be at most {} (half the hard limit {DEK_HARD_USE_LIMIT})",
                 DEK_HARD_USE_LIMIT / 2
             )));
         }
@@ -76,6 +97,11 @@ impl ActiveDek {
         self.uses.load(Ordering::Relaxed) < self.max_uses && self.created.elapsed() < self.max_age
     }
 
+    /// Whether it may still serve while the KMS cannot wrap its successor.
+    fn usable_in_outage(&self, limits: &Limits) -> bool {
+        self.uses.load(Ordering::Relaxed) < self.max_uses.saturating_add(limits.dek_outage_extra_uses)
+    }
+
     /// Counts `n` uses; fails closed past the hard limit.
     pub fn use_n(&self, n: u64) -> Result<()> {
         if self.dek.algorithm().is_deterministic() {
@@ -98,14 +124,19 @@ pub(crate) struct DekSlot {
     pub kek: KekUri,
     pub algorithm: Algorithm,
     current: RwLock<Option<Arc<ActiveDek>>>,
+    /// Set while the KMS is failing: when to ask it again, and its last (retryable) error.
+    kms_failing: Mutex<Option<(Instant, Error)>>,
 }
 
 impl DekSlot {
     pub fn new(kek: KekUri, algorithm: Algorithm) -> DekSlot {
-        DekSlot { kek, algorithm, current: RwLock::new(None) }
+        DekSlot { kek, algorithm, current: RwLock::new(None), kms_failing: Mutex::new(None) }
     }
 
     /// The DEK to use now, creating (and wrapping) a new one when the current one is worn out.
+    /// If the KMS cannot wrap a new one for a passing reason, the current DEK serves on within
+    /// [`Limits::dek_outage_extra_uses`], and the KMS is asked again after
+    /// [`Limits::kms_retry_interval`]; otherwise the error is returned (fail closed).
     pub fn lease(&self, kms: &dyn Kms, limits: &Limits, counters: &Counters) -> Result<Arc<ActiveDek>> {
         if let Some(d) = self.current.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
             if d.fresh() {
@@ -118,7 +149,34 @@ impl DekSlot {
                 return Ok(d.clone()); // another thread rotated first
             }
         }
-        let next = Arc::new(self.create(kms, limits, counters)?);
+        let stand_in = current.as_ref().filter(|d| d.usable_in_outage(limits)).cloned();
+        let mut failing = self.kms_failing.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((retry_at, error)) = failing.as_ref() {
+            if Instant::now() < *retry_at {
+                return stand_in.ok_or_else(|| self.outage_error(error));
+            }
+        }
+        let next = match self.create(kms, limits, counters) {
+            Ok(next) => Arc::new(next),
+            Err(error) if error.is_retryable() => {
+                counters.kms_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    target: "fieldcrypt::audit",
+                    event = "dek_rotation_deferred",
+                    kek = %self.kek,
+                    serving_current = stand_in.is_some(),
+                    reason = %error,
+                );
+                let result = stand_in.ok_or_else(|| self.outage_error(&error));
+                *failing = Some((Instant::now() + limits.kms_retry_interval, error));
+                return result;
+            }
+            Err(error) => {
+                counters.kms_errors.fetch_add(1, Ordering::Relaxed);
+                return Err(error);
+            }
+        };
+        *failing = None;
         tracing::info!(
             target: "fieldcrypt::audit",
             event = "dek_created",
@@ -129,6 +187,13 @@ impl DekSlot {
         );
         *current = Some(next.clone());
         Ok(next)
+    }
+
+    fn outage_error(&self, cause: &Error) -> Error {
+        Error::retryable(
+            ErrorKind::Kms,
+            format!("no usable data key for {}: the KMS cannot make one ({})", self.kek, cause.message()),
+        )
     }
 
     fn create(&self, kms: &dyn Kms, limits: &Limits, counters: &Counters) -> Result<ActiveDek> {
@@ -169,16 +234,52 @@ struct CachedDek {
     inserted: Instant,
 }
 
-/// Unwrapped DEKs on the consumer side: bounded, with a TTL so revoked keys age out.
+/// A DEK this consumer was refused: the KEK (and version) it was presented with, and when.
+struct DeniedDek {
+    kek: String,
+    kek_version: String,
+    denied: Instant,
+}
+
+/// Unwrapped DEKs on the consumer side: bounded, with a TTL so revoked keys age out; and the
+/// DEKs it was refused, remembered for a while so a denied consumer does not hammer the KMS.
 pub(crate) struct DekCache {
     entries: Mutex<LruCache<DekId, CachedDek>>,
     ttl: Duration,
+    denied: Mutex<LruCache<DekId, DeniedDek>>,
+    denied_ttl: Duration,
 }
 
 impl DekCache {
     pub fn new(limits: &Limits) -> DekCache {
         let cap = NonZeroUsize::new(limits.dek_cache_capacity).unwrap_or(NonZeroUsize::MIN);
-        DekCache { entries: Mutex::new(LruCache::new(cap)), ttl: limits.dek_cache_ttl }
+        DekCache {
+            entries: Mutex::new(LruCache::new(cap)),
+            ttl: limits.dek_cache_ttl,
+            denied: Mutex::new(LruCache::new(cap)),
+            denied_ttl: limits.dek_denied_ttl,
+        }
+    }
+
+    /// Whether unwrapping this DEK under this KEK was refused less than the denial TTL ago.
+    pub fn is_denied(&self, id: &DekId, kek: &str, kek_version: &str) -> bool {
+        let mut denied = self.denied.lock().unwrap_or_else(|e| e.into_inner());
+        match denied.get(id) {
+            Some(d) if d.denied.elapsed() >= self.denied_ttl => {
+                denied.pop(id);
+                false
+            }
+            Some(d) => d.kek == kek && d.kek_version == kek_version,
+            None => false,
+        }
+    }
+
+    pub fn deny(&self, id: &DekId, kek: &str, kek_version: &str) {
+        if self.denied_ttl.is_zero() {
+            return;
+        }
+        let entry = DeniedDek { kek: kek.to_string(), kek_version: kek_version.to_string(), denied: Instant::now() };
+        self.denied.lock().unwrap_or_else(|e| e.into_inner()).put(*id, entry);
     }
 
     pub fn get(&self, id: &DekId, kek: &str, kek_version: &str) -> Option<Arc<Dek>> {
@@ -204,6 +305,7 @@ impl DekCache {
 
     pub fn clear(&self) {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.denied.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 }
 

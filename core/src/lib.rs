@@ -25,8 +25,9 @@ mod error;
 mod formats;
 pub mod framing;
 pub mod header;
+mod http;
 mod keys;
-mod kms;
+pub mod kms;
 pub mod policy;
 pub mod registry;
 mod schema;
@@ -39,6 +40,7 @@ pub use codec::{Codec, CodecBuilder, HeaderView, OwnedHeader, Record, TEXT_ENCOD
 pub use crypto::{Algorithm, DekId};
 pub use error::{Error, ErrorKind, Result};
 pub use header::HEADER_NAME;
+pub use http::HttpOptions;
 pub use keys::{Limits, DEK_HARD_USE_LIMIT};
 pub use kms::{KekUri, Kms, LocalKms, WrapContext, WrappedDek};
 pub use policy::{Part, Policy};

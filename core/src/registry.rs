@@ -3,37 +3,30 @@
 //! resolves their references recursively, and caches what it fetched so each schema is fetched
 //! once per process.
 //!
-//! The client is blocking, but every HTTP exchange runs on a thread of its own: `reqwest`'s
-//! blocking client panics when used on a thread that runs an async runtime, and the codec is
-//! called from async code (rdkafka's `FutureProducer`). A [`SchemaRegistry`] is therefore safe to
-//! create, call and drop from sync code and from inside a tokio runtime. Cache hits take no
-//! thread and no I/O.
+//! The client is blocking, and every HTTP exchange runs on a thread of its own (see
+//! [`crate::http`]), so a [`SchemaRegistry`] is safe to create, call and drop from sync code and
+//! from inside a tokio runtime. Cache hits take no thread and no I/O.
 //!
 //! Errors name the URL path and HTTP status, never the host's credentials.
 
 use std::collections::HashSet;
 use std::fmt;
-use std::io::Read;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
-use rand::Rng;
 use reqwest::Url;
 use serde::Deserialize;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::framing::SchemaRef;
+use crate::http::{off_runtime, truncate, HttpClient, HttpOptions, Reply as Reply_, SendError};
 pub use crate::schema::SchemaType;
 use crate::schema::{SchemaSource, SchemaText};
 
-/// Responses larger than this are refused (a schema with all its metadata is far smaller).
-const MAX_BODY: u64 = 16 << 20;
 /// Longest chain of references followed before giving up.
 const MAX_REFERENCE_DEPTH: usize = 64;
-/// No single wait between retries is longer than this, whatever `backoff` and `max_retries` say.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const ACCEPT: &str = "application/vnd.schemaregistry.v1+json, application/vnd.schemaregistry+json, application/json";
 
 /// The registry could not be reached, timed out or answered 5xx (after the configured retries).
@@ -321,21 +314,6 @@ impl RegisteredSchema {
     }
 }
 
-/// Runs `f` on a fresh thread and waits for it: the thread has no async runtime, so reqwest's
-/// blocking client may be built, used and read from there. A panic in `f` is re-raised here.
-fn off_runtime<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
-    std::thread::scope(|s| {
-        let worker = std::thread::Builder::new()
-            .name("fieldcrypt-registry".into())
-            .spawn_scoped(s, f)
-            .map_err(|e| unavailable(format!("schema registry: cannot start a thread for the request: {e}")))?;
-        match worker.join() {
-            Ok(v) => v,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    })
-}
-
 impl Inner {
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, LruCache<CacheKey, Cached>> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
@@ -575,17 +553,6 @@ impl ClassifyDisplay for serde_json::Error {
     }
 }
 
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
 // ---------------------------------------------------------------------------------------------
 // HTTP
 
@@ -644,11 +611,9 @@ enum Auth {
 }
 
 struct Http {
-    client: reqwest::blocking::Client,
+    client: HttpClient,
     base: Url,
     auth: Auth,
-    max_retries: u32,
-    backoff: Duration,
 }
 
 enum Reply {
@@ -660,27 +625,19 @@ enum Reply {
 impl Http {
     /// Must run off any async runtime (reqwest's blocking builder waits for its own thread).
     fn new(base: Url, config: &RegistryConfig) -> Result<Http> {
-        let mut builder = reqwest::blocking::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("fieldcrypt/", env!("CARGO_PKG_VERSION")));
-        if let Some(pem) = &config.ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| Error::config(format!("registry ca_pem is not valid PEM: {e}")))?;
-            if certs.is_empty() {
-                return Err(Error::config("registry ca_pem holds no certificate"));
-            }
-            builder = builder.tls_certs_merge(certs);
-        }
-        let client =
-            builder.build().map_err(|e| Error::config(format!("registry HTTP client: {}", e.without_url())))?;
+        let options = HttpOptions {
+            timeout: config.timeout,
+            max_retries: config.max_retries,
+            backoff: config.backoff,
+            ca_pem: config.ca_pem.clone(),
+        };
+        let client = HttpClient::new("registry", &options)?;
         let auth = match (&config.basic_auth, &config.bearer_token) {
             (Some((user, password)), _) => Auth::Basic(user.clone(), password.clone()),
             (None, Some(token)) => Auth::Bearer(token.clone()),
             (None, None) => Auth::None,
         };
-        Ok(Http { client, base, auth, max_retries: config.max_retries, backoff: config.backoff })
+        Ok(Http { client, base, auth })
     }
 
     fn url(&self, segments: &[&str]) -> Url {
@@ -697,113 +654,41 @@ impl Http {
     fn get(&self, segments: &[&str]) -> Result<Reply> {
         let url = self.url(segments);
         let path = url.path().to_string();
-        let mut failure = String::new();
-        for attempt in 0..=self.max_retries {
-            if attempt > 0 {
-                std::thread::sleep(backoff_delay(self.backoff, attempt - 1, &mut rand::rng()));
-            }
-            let request = self.client.get(url.clone()).header(reqwest::header::ACCEPT, ACCEPT);
-            let request = match &self.auth {
+        let reply = self.client.send(&|client| {
+            let request = client.get(url.clone()).header(reqwest::header::ACCEPT, ACCEPT);
+            match &self.auth {
                 Auth::None => request,
                 Auth::Basic(user, password) => request.basic_auth(user, Some(password)),
                 Auth::Bearer(token) => request.bearer_auth(token),
-            };
-            let response = match request.send() {
-                Ok(response) => response,
-                Err(e) if e.is_builder() => {
-                    return Err(Error::config(format!("GET {path}: cannot build the request: {}", e.without_url())))
-                }
-                Err(e) => {
-                    failure = describe(&e);
-                    continue;
-                }
-            };
-            let status = response.status();
-            let body = match read_body(response) {
-                Ok(body) => body,
-                Err(BodyError::TooLarge) => {
-                    return Err(bad_response(format!("GET {path}: HTTP {status} with a body over {MAX_BODY} bytes")))
-                }
-                Err(BodyError::Read(e)) => {
-                    failure = format!("HTTP {} then {e}", status.as_u16());
-                    continue;
-                }
-            };
-            if status.is_server_error() {
-                failure = format!("HTTP {}{}", status.as_u16(), registry_detail(&body));
-                continue;
             }
-            return match status.as_u16() {
-                200..=299 => Ok(Reply::Found(body)),
-                404 if is_registry_error(&body) => Ok(Reply::NotFound(path)),
-                404 => Err(Error::config(format!(
-                    "GET {path}: HTTP 404 without a Schema Registry error body: the URL does not lead to a \
-                     Confluent-compatible API (Apicurio: .../apis/ccompat/v7), or the registry lacks this endpoint"
-                ))),
-                401 | 403 => Err(Error::config(format!(
-                    "GET {path}: HTTP {} (the registry refused the configured credentials){}",
-                    status.as_u16(),
-                    registry_detail(&body)
-                ))),
-                code => Err(bad_response(format!("GET {path}: unexpected HTTP {code}{}", registry_detail(&body)))),
-            };
-        }
-        let attempts = self.max_retries + 1;
-        Err(unavailable(format!(
-            "schema registry unavailable: GET {path} failed {attempts} time{}, last: {failure}",
-            if attempts == 1 { "" } else { "s" }
-        )))
-    }
-}
-
-enum BodyError {
-    TooLarge,
-    Read(String),
-}
-
-fn read_body(response: reqwest::blocking::Response) -> std::result::Result<Vec<u8>, BodyError> {
-    let mut body = Vec::new();
-    let mut limited = response.take(MAX_BODY + 1);
-    if let Err(e) = limited.read_to_end(&mut body) {
-        // reqwest's reader wraps its own error in an io::Error.
-        let text = match e.get_ref().and_then(|inner| inner.downcast_ref::<reqwest::Error>()) {
-            Some(e) => describe(e),
-            None => format!("reading the body failed: {e}"),
+        });
+        let Reply_ { status, body } = match reply {
+            Ok(reply) => reply,
+            Err(e @ SendError::Unavailable { .. }) => {
+                return Err(unavailable(format!("schema registry unavailable: GET {path} {}", e.describe())))
+            }
+            Err(e @ SendError::Invalid(_)) => return Err(Error::config(format!("GET {path}: {}", e.describe()))),
+            Err(e @ SendError::TooLarge { .. }) => return Err(bad_response(format!("GET {path}: {}", e.describe()))),
         };
-        return Err(BodyError::Read(text));
-    }
-    if body.len() as u64 > MAX_BODY {
-        return Err(BodyError::TooLarge);
-    }
-    Ok(body)
-}
-
-/// A transport error without its URL, with its causes (`connection refused`, `timed out`...).
-fn describe(e: &reqwest::Error) -> String {
-    use std::error::Error as _;
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
-    let mut text = what.to_string();
-    let mut source = e.source();
-    let mut seen = 0;
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(truncate(&cause_text, 200));
-        }
-        source = cause.source();
-        seen += 1;
-        if seen > 5 {
-            break;
+        match status {
+            200..=299 => Ok(Reply::Found(body)),
+            404 if is_registry_error(&body) => Ok(Reply::NotFound(path)),
+            404 => Err(Error::config(format!(
+                "GET {path}: HTTP 404 without a Schema Registry error body: the URL does not lead to a \
+                 Confluent-compatible API (Apicurio: .../apis/ccompat/v7), or the registry lacks this endpoint"
+            ))),
+            401 | 403 => Err(Error::config(format!(
+                "GET {path}: HTTP {status} (the registry refused the configured credentials){}",
+                registry_detail(&body)
+            ))),
+            429 | 500.. => {
+                let last = format!("HTTP {status}{}", registry_detail(&body));
+                let failed = SendError::Unavailable { attempts: self.client.attempts(), last };
+                Err(unavailable(format!("schema registry unavailable: GET {path} {}", failed.describe())))
+            }
+            code => Err(bad_response(format!("GET {path}: unexpected HTTP {code}{}", registry_detail(&body)))),
         }
     }
-    text
 }
 
 fn is_registry_error(body: &[u8]) -> bool {
@@ -818,15 +703,6 @@ fn registry_detail(body: &[u8]) -> String {
         }
         _ => String::new(),
     }
-}
-
-/// The wait before retry number `retry` (0 for the first): `backoff * 2^retry`, capped at
-/// [`MAX_BACKOFF`], then a uniformly random point in its upper half ("equal jitter") so that
-/// clients that failed together do not retry together.
-fn backoff_delay(backoff: Duration, retry: u32, rng: &mut impl Rng) -> Duration {
-    let nominal = backoff.saturating_mul(1u32.checked_shl(retry.min(31)).unwrap_or(u32::MAX)).min(MAX_BACKOFF);
-    let half = nominal / 2;
-    half + half.mul_f64(rng.random::<f64>())
 }
 
 #[cfg(test)]
@@ -1047,22 +923,6 @@ mod tests {
         assert!(!is_registry_error(b""));
         assert_eq!(registry_detail(NOT_FOUND.as_bytes()), " (error_code 40403: Schema not found.)");
         assert_eq!(registry_detail(b"<html>"), "");
-    }
-
-    #[test]
-    fn backoff_doubles_with_equal_jitter_and_is_capped() {
-        let mut rng = rand::rng();
-        let base = Duration::from_millis(100);
-        for retry in 0..5u32 {
-            let nominal = base * 2u32.pow(retry);
-            for _ in 0..100 {
-                let d = backoff_delay(base, retry, &mut rng);
-                assert!(d >= nominal / 2 && d <= nominal, "retry {retry}: {d:?}");
-            }
-        }
-        assert!(backoff_delay(base, 40, &mut rng) <= MAX_BACKOFF);
-        assert!(backoff_delay(Duration::from_secs(3600), 0, &mut rng) <= MAX_BACKOFF);
-        assert_eq!(backoff_delay(Duration::ZERO, 3, &mut rng), Duration::ZERO);
     }
 
     // ---- against the stub server ----

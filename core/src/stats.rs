@@ -15,6 +15,10 @@ pub struct Stats {
     pub kms_wrap_calls: u64,
     pub kms_unwrap_calls: u64,
     pub kms_derive_calls: u64,
+    /// KMS calls that failed (wrap or unwrap; an access denial counts too).
+    pub kms_errors: u64,
+    /// Records whose DEK a consumer was denied recently and so did not ask the KMS about.
+    pub kms_denials_cached: u64,
     pub dek_cache_hits: u64,
     pub dek_cache_misses: u64,
 }
@@ -30,6 +34,8 @@ pub(crate) struct Counters {
     pub kms_wrap_calls: AtomicU64,
     pub kms_unwrap_calls: AtomicU64,
     pub kms_derive_calls: AtomicU64,
+    pub kms_errors: AtomicU64,
+    pub kms_denials_cached: AtomicU64,
     pub dek_cache_hits: AtomicU64,
     pub dek_cache_misses: AtomicU64,
 }
@@ -47,6 +53,8 @@ impl Counters {
             kms_wrap_calls: r(&self.kms_wrap_calls),
             kms_unwrap_calls: r(&self.kms_unwrap_calls),
             kms_derive_calls: r(&self.kms_derive_calls),
+            kms_errors: r(&self.kms_errors),
+            kms_denials_cached: r(&self.kms_denials_cached),
             dek_cache_hits: r(&self.dek_cache_hits),
             dek_cache_misses: r(&self.dek_cache_misses),
         }

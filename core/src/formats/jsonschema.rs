@@ -4,6 +4,12 @@
 //! other registered schemas by name, `allOf`/`anyOf`/`oneOf`. JSON has no named types, so a
 //! recursive schema is unrolled a fixed number of times (`RECURSION_LIMIT`) along one path;
 //! tagged fields nested deeper than that in recursive data are not selected (a documented limit).
+//!
+//! On request ([`crate::CodecBuilder::validate_json_schema`]) a record is also validated against
+//! the schema with the `jsonschema` crate; the validator is compiled once per schema, on first
+//! use, with the referenced schemas registered under their names (nothing is fetched).
+
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -16,8 +22,11 @@ const MAX_DEPTH: usize = 64;
 const RECURSION_LIMIT: usize = 4;
 
 pub(crate) struct JsonSchema {
+    name: String,
     root: Value,
     references: Vec<(String, Value)>,
+    /// Compiled on first validation; a schema that does not compile fails every validation.
+    validator: OnceLock<Result<jsonschema::Validator>>,
 }
 
 impl JsonSchema {
@@ -28,7 +37,41 @@ impl JsonSchema {
         };
         let root = parse(name, text)?;
         let references = references.iter().map(|(n, t)| Ok((n.clone(), parse(n, t)?))).collect::<Result<_>>()?;
-        Ok(JsonSchema { root, references })
+        Ok(JsonSchema { name: name.to_string(), root, references, validator: OnceLock::new() })
+    }
+
+    fn validator(&self) -> Result<&jsonschema::Validator> {
+        self.validator.get_or_init(|| self.compile_validator()).as_ref().map_err(Error::clone)
+    }
+
+    /// The validator of the root schema. Each referenced schema is registered under its name as
+    /// a `$ref` in the root resolves it (against the root's `$id`, else `json-schema:///`) and
+    /// as the name itself resolves; a reference whose name is no URI reference is left out.
+    /// Anything not registered stays unresolved: the validator fetches nothing.
+    fn compile_validator(&self) -> Result<jsonschema::Validator> {
+        let invalid = |e: &dyn std::fmt::Display| {
+            Error::new(ErrorKind::Format, format!("JSON schema {:?} cannot be compiled for validation: {e}", self.name))
+        };
+        let draft = jsonschema::Draft::default().detect(&self.root);
+        let base = self.root.get("$id").and_then(Value::as_str).unwrap_or("json-schema:///");
+        let base = jsonschema::uri::from_str(base).map_err(|e| invalid(&e))?;
+        let mut resources = Vec::new();
+        for (name, schema) in &self.references {
+            let resource = draft.detect(schema).create_resource_ref(schema);
+            let uris = [jsonschema::uri::resolve_against(&base.borrow(), name), jsonschema::uri::from_str(name)];
+            for uri in uris.into_iter().flatten() {
+                let uri = uri.as_str().to_string();
+                if !resources.iter().any(|(u, _): &(String, _)| *u == uri) {
+                    resources.push((uri, resource));
+                }
+            }
+        }
+        let registry = jsonschema::Registry::new()
+            .draft(draft)
+            .extend(resources)
+            .and_then(|r| r.prepare())
+            .map_err(|e| invalid(&e))?;
+        jsonschema::options().offline().with_registry(&registry).build(&self.root).map_err(|e| invalid(&e))
     }
 
     fn walk<'s>(
@@ -107,11 +150,81 @@ impl CompiledSchema for JsonSchema {
         }
         Ok(Box::new(JsonScanner::new(paths)))
     }
+
+    fn validate(&self, payload: &[u8], what: &str) -> Result<()> {
+        let validator = self.validator()?;
+        // Messages name the schema and locations only: an instance value may be a secret.
+        let instance: Value = serde_json::from_slice(payload).map_err(|_| {
+            Error::record(format!("{what} is not valid JSON, so it cannot match JSON schema {:?}", self.name))
+        })?;
+        if validator.is_valid(&instance) {
+            return Ok(());
+        }
+        let Err(error) = validator.validate(&instance) else { return Ok(()) };
+        let missing = match error.kind() {
+            // The property name comes from the schema, not from the record.
+            jsonschema::error::ValidationErrorKind::Required { property } => {
+                format!(" (required property {property} is missing)")
+            }
+            _ => String::new(),
+        };
+        let declared = |name: &str| {
+            declares_property(&self.root, name) || self.references.iter().any(|(_, r)| declares_property(r, name))
+        };
+        let at = match redacted_pointer(error.instance_path().as_str(), &declared) {
+            pointer if pointer.is_empty() => "the root".to_string(),
+            pointer => format!("{pointer:?}"),
+        };
+        Err(Error::record(format!(
+            "{what} does not match JSON schema {:?}: the value at {at} fails {:?} (schema location {:?}){missing}",
+            self.name,
+            error.kind().keyword(),
+            error.schema_path().as_str(),
+        )))
+    }
+}
+
+/// The instance pointer with every member name that no `properties` of the schema (or its
+/// references) declares replaced by `*`: such names (map keys under `additionalProperties` or
+/// `patternProperties`) are record data, which may be secret.
+fn redacted_pointer(instance: &str, declared: &impl Fn(&str) -> bool) -> String {
+    let mut out = String::new();
+    for segment in instance.split('/').skip(1) {
+        let name = segment.replace("~1", "/").replace("~0", "~");
+        let keep = segment.bytes().all(|b| b.is_ascii_digit()) || declared(&name);
+        out.push('/');
+        out.push_str(if keep { segment } else { "*" });
+    }
+    out
+}
+
+/// Whether `name` is a key of some `properties` object anywhere in `node`.
+fn declares_property(node: &Value, name: &str) -> bool {
+    match node {
+        Value::Object(map) => {
+            map.get("properties").and_then(Value::as_object).is_some_and(|p| p.contains_key(name))
+                || map.values().any(|v| declares_property(v, name))
+        }
+        Value::Array(items) => items.iter().any(|v| declares_property(v, name)),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pointers_name_only_what_the_schema_names() {
+        let schema: Value = serde_json::json!({"properties": {"address": {"properties": {"a/b": {}, "zip": {}}},
+                                                "prefs": {"additionalProperties": {"type": "string"}}}});
+        let declared = |name: &str| declares_property(&schema, name);
+        assert_eq!(redacted_pointer("/address/zip", &declared), "/address/zip");
+        assert_eq!(redacted_pointer("/address/a~1b", &declared), "/address/a~1b");
+        assert_eq!(redacted_pointer("/prefs/jane@example.com", &declared), "/prefs/*");
+        assert_eq!(redacted_pointer("/items/3/zip", &declared), "/*/3/zip");
+        assert_eq!(redacted_pointer("", &declared), "");
+    }
 
     #[test]
     fn tags_resolve_through_refs_and_combinators() {

@@ -82,4 +82,14 @@ pub(crate) trait CompiledSchema: Send + Sync {
     /// type-qualified paths. A path the schema does not have, or that selects a field of a type
     /// the format cannot encrypt in place, is a [`crate::ErrorKind::Policy`] error naming it.
     fn scanner(&self, paths: Vec<FieldPath>) -> Result<Box<dyn Scanner>>;
+
+    /// Checks a record payload (without framing) against the schema, for
+    /// [`crate::CodecBuilder::validate_json_schema`]: a [`crate::ErrorKind::Record`] error naming
+    /// the schema and the failing location, never a value. Only JSON Schema validates; the
+    /// binary formats' decoders already hold records to their schema, so they accept any.
+    /// `what` names the record part ("record value").
+    fn validate(&self, payload: &[u8], what: &str) -> Result<()> {
+        let _ = (payload, what);
+        Ok(())
+    }
 }

@@ -1,0 +1,213 @@
+//! The key lifecycle around a KMS that fails: producers ride out an outage on their current DEK
+//! within a budget, then fail closed; consumers remember denials; revocation takes effect within
+//! the DEK cache TTL. The KMS here is the local one behind a switch that makes it fail the way a
+//! remote KMS does (the real servers are exercised by `tests/tests/kms_*.rs`).
+
+mod common;
+
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use fieldcrypt::{Codec, Error, ErrorKind, KekUri, Kms, Limits, LocalKms, Record, WrapContext, WrappedDek};
+use serde_json::Value;
+use zeroize::Zeroizing;
+
+const UP: u8 = 0;
+const UNREACHABLE: u8 = 1;
+const DENIED: u8 = 2;
+
+/// The local KMS, with a switch: up, unreachable (retryable error) or denying access.
+#[derive(Debug)]
+struct SwitchedKms {
+    inner: LocalKms,
+    state: AtomicU8,
+    calls: AtomicUsize,
+}
+
+impl SwitchedKms {
+    fn new() -> Arc<SwitchedKms> {
+        Arc::new(SwitchedKms { inner: dev_kms(), state: AtomicU8::new(UP), calls: AtomicUsize::new(0) })
+    }
+    fn set(&self, state: u8) {
+        self.state.store(state, Ordering::SeqCst);
+    }
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+    fn check(&self, kek: &KekUri) -> fieldcrypt::Result<()> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        match self.state.load(Ordering::SeqCst) {
+            UNREACHABLE => Err(Error::retryable(ErrorKind::Kms, format!("{kek}: cannot connect"))),
+            DENIED => Err(Error::new(ErrorKind::AccessDenied, format!("{kek}: HTTP 403"))),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Kms for SwitchedKms {
+    fn scheme(&self) -> &str {
+        "local"
+    }
+    fn wrap(&self, kek: &KekUri, dek: &[u8], ctx: &WrapContext<'_>) -> fieldcrypt::Result<WrappedDek> {
+        self.check(kek)?;
+        self.inner.wrap(kek, dek, ctx)
+    }
+    fn unwrap(
+        &self,
+        kek: &KekUri,
+        kek_version: &str,
+        wrapped: &[u8],
+        ctx: &WrapContext<'_>,
+    ) -> fieldcrypt::Result<Zeroizing<Vec<u8>>> {
+        self.check(kek)?;
+        self.inner.unwrap(kek, kek_version, wrapped, ctx)
+    }
+}
+
+fn codec(kms: &Arc<SwitchedKms>, limits: Limits) -> Codec {
+    Codec::builder(demo_policy()).kms_shared(kms.clone()).limits(limits).build().unwrap()
+}
+
+fn customer(i: usize) -> Value {
+    serde_json::json!({"id": i, "name": "Ada", "password": format!("pw-{i}"), "visa": format!("4111-{i:04}")})
+}
+
+fn encrypt(codec: &Codec, i: usize) -> fieldcrypt::Result<Record> {
+    let value = to_bytes(&customer(i));
+    codec.encrypt("customers", None, Some(&value), &[] as &[fieldcrypt::OwnedHeader])
+}
+
+#[test]
+fn producer_rides_out_an_outage_within_its_budget_then_fails_closed_then_recovers() {
+    let kms = SwitchedKms::new();
+    // Each `customers` record uses its DEK 3 times (header, password, visa).
+    let limits = Limits {
+        dek_max_uses: 30,
+        dek_outage_extra_uses: 60,
+        kms_retry_interval: Duration::from_millis(100),
+        ..Limits::default()
+    };
+    let producer = codec(&kms, limits);
+    let mut sealed = Vec::new();
+    for i in 0..10 {
+        sealed.push((i, encrypt(&producer, i).unwrap())); // 30 uses: the DEK is now due
+    }
+    kms.set(UNREACHABLE);
+    let calls_before = kms.calls();
+    let mut i = 10;
+    let error = loop {
+        match encrypt(&producer, i) {
+            Ok(record) => sealed.push((i, record)),
+            Err(e) => break e,
+        }
+        i += 1;
+        assert!(i < 1000, "never failed closed");
+    };
+    // 60 extra uses = 20 more records on the old DEK, then a retryable KMS error.
+    assert_eq!(i, 30, "records served during the outage");
+    assert_eq!((error.kind(), error.is_retryable()), (ErrorKind::Kms, true), "{error}");
+    assert!(error.message().contains("local://demo-kek"), "{error}");
+    assert_eq!(kms.calls() - calls_before, 1, "the KMS is asked at most once per retry interval");
+    assert!(encrypt(&producer, 99).is_err(), "still closed");
+
+    kms.set(UP);
+    std::thread::sleep(Duration::from_millis(150));
+    sealed.push((100, encrypt(&producer, 100).expect("recovers once the KMS answers")));
+    assert_eq!(distinct_dek_ids(sealed.iter().map(|(_, r)| r)).len(), 2);
+
+    // Nothing lost, nothing in the clear: every record that was accepted decrypts.
+    let consumer = demo_codec();
+    for (i, record) in &sealed {
+        assert!(!String::from_utf8_lossy(record.value.as_deref().unwrap()).contains(&format!("pw-{i}")));
+        assert_eq!(value_json(&decrypt(&consumer, "customers", record).unwrap()), customer(*i));
+    }
+}
+
+#[test]
+fn producer_without_a_dek_fails_at_once_during_an_outage_and_does_not_hammer_the_kms() {
+    let kms = SwitchedKms::new();
+    kms.set(UNREACHABLE);
+    let producer = codec(&kms, Limits { kms_retry_interval: Duration::from_secs(60), ..Limits::default() });
+    for i in 0..50 {
+        let e = encrypt(&producer, i).unwrap_err();
+        assert!(e.is_retryable() && e.kind() == ErrorKind::Kms, "{e}");
+    }
+    assert_eq!(kms.calls(), 1);
+    assert_eq!(producer.stats().kms_errors, 1);
+}
+
+#[test]
+fn access_denied_at_rotation_fails_closed_at_once() {
+    let kms = SwitchedKms::new();
+    let producer = codec(&kms, Limits { dek_max_uses: 3, ..Limits::default() });
+    encrypt(&producer, 0).unwrap();
+    kms.set(DENIED);
+    let e = encrypt(&producer, 1).unwrap_err();
+    assert_eq!((e.kind(), e.is_retryable()), (ErrorKind::AccessDenied, false), "{e}");
+}
+
+#[test]
+fn denied_consumer_asks_the_kms_once_per_denial_ttl() {
+    let sealed: Vec<Record> = (0..100).map(|i| encrypt(&demo_codec(), i).unwrap()).collect();
+    let kms = SwitchedKms::new();
+    kms.set(DENIED);
+    let consumer = codec(&kms, Limits { dek_denied_ttl: Duration::from_millis(200), ..Limits::default() });
+    let one_dek: Vec<Record> = {
+        let producer = demo_codec();
+        (0..100).map(|i| encrypt(&producer, i).unwrap()).collect()
+    };
+    for record in &one_dek {
+        let out = decrypt(&consumer, "customers", record).unwrap();
+        assert_eq!(value_json(&out)["password"], value_json(record)["password"], "ciphertext kept");
+    }
+    let stats = consumer.stats();
+    assert_eq!((kms.calls(), stats.kms_unwrap_calls, stats.kms_denials_cached), (1, 1, 99));
+    assert_eq!(stats.fields_withheld, 200);
+
+    // Records under 100 different DEKs: one call each.
+    for record in &sealed {
+        decrypt(&consumer, "customers", record).unwrap();
+    }
+    assert_eq!(kms.calls(), 101);
+
+    // After the denial TTL the consumer asks again, and access granted meanwhile takes effect.
+    kms.set(UP);
+    std::thread::sleep(Duration::from_millis(250));
+    let out = decrypt(&consumer, "customers", &one_dek[0]).unwrap();
+    assert_eq!(value_json(&out), customer(0));
+}
+
+#[test]
+fn revocation_takes_effect_within_the_dek_cache_ttl() {
+    let producer = demo_codec();
+    let kms = SwitchedKms::new();
+    let consumer = codec(&kms, Limits { dek_cache_ttl: Duration::from_millis(200), ..Limits::default() });
+    let first = encrypt(&producer, 1).unwrap();
+    assert_eq!(value_json(&decrypt(&consumer, "customers", &first).unwrap()), customer(1));
+    kms.set(DENIED); // access revoked in the KMS
+    let second = encrypt(&producer, 2).unwrap(); // same DEK: still cached by the consumer
+    assert_eq!(value_json(&decrypt(&consumer, "customers", &second).unwrap()), customer(2));
+    std::thread::sleep(Duration::from_millis(250));
+    let out = decrypt(&consumer, "customers", &second).unwrap();
+    assert_ne!(value_json(&out)["password"], customer(2)["password"], "no plaintext after the TTL");
+    assert_eq!(value_json(&out)["password"], value_json(&second)["password"], "ciphertext kept");
+}
+
+#[test]
+fn consumer_keeps_decrypting_cached_deks_while_the_kms_is_down() {
+    let producer = demo_codec();
+    let kms = SwitchedKms::new();
+    let consumer = codec(&kms, Limits::default());
+    let records: Vec<Record> = (0..20).map(|i| encrypt(&producer, i).unwrap()).collect();
+    decrypt(&consumer, "customers", &records[0]).unwrap();
+    kms.set(UNREACHABLE);
+    for (i, record) in records.iter().enumerate() {
+        assert_eq!(value_json(&decrypt(&consumer, "customers", record).unwrap()), customer(i));
+    }
+    // A DEK it has not seen: a retryable error, not ciphertext passed off as decrypted.
+    let other = encrypt(&demo_codec(), 99).unwrap();
+    let e = decrypt(&consumer, "customers", &other).unwrap_err();
+    assert!(e.kind() == ErrorKind::Kms && e.is_retryable(), "{e}");
+}
