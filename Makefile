@@ -45,5 +45,10 @@ fuzz: setup
 test: lint unit it fuzz
 	@echo "make test: all suites passed"
 
+# Criterion benchmarks: the codec per format (core/benches) and the per-record cost with a real
+# KMS (OpenBao) behind the DEK cache against the local KMS (tests/benches/kms.rs).
 bench: setup
 	$(CARGO) bench -p fieldcrypt --bench codec --bench formats
+	export FIELDCRYPT_RUN=$(CURDIR)/target/servers; trap 'scripts/kms/openbao.sh stop' EXIT; \
+	scripts/kms/openbao.sh start && eval "$$(scripts/kms/openbao.sh env)" && \
+	$(CARGO) bench -p fieldcrypt-it --bench kms

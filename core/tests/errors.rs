@@ -342,7 +342,9 @@ impl Kms for FlakyKms {
 fn kms_outages_are_errors_not_plaintext_or_silent_fallbacks() {
     let seen = Seen::new();
     let kms = Arc::new(FlakyKms { inner: dev_kms(), fail_wraps: AtomicU32::new(2), fail_unwraps: AtomicU32::new(1) });
-    let codec = Codec::builder(demo_policy()).kms_shared(kms.clone()).build().unwrap();
+    // Ask the KMS on every record (the default waits a second between attempts).
+    let limits = fieldcrypt::Limits { kms_retry_interval: std::time::Duration::ZERO, ..Default::default() };
+    let codec = Codec::builder(demo_policy()).kms_shared(kms.clone()).limits(limits).build().unwrap();
     let plain = to_bytes(&customers()[0]);
     for _ in 0..2 {
         let e = codec.encrypt("customers", None, Some(&plain), NO_HEADERS).unwrap_err();
