@@ -37,8 +37,9 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-CACHE="${FIELDCRYPT_CACHE:-$HOME/.cache/fieldcrypt}"
-RUN="${FIELDCRYPT_RUN:-/tmp/fieldcrypt-servers}"
+LOG_NAME=servers
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$here/lib.sh"
 KAFKA_VERSION="${KAFKA_VERSION:-4.4.0}"
 APICURIO_VERSION="${APICURIO_VERSION:-3.3.3}"
 KAFKA_HOME="$CACHE/kafka-$KAFKA_VERSION"
@@ -48,18 +49,6 @@ DEP_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 START_TIMEOUT="${START_TIMEOUT:-120}"
 STOP_TIMEOUT="${STOP_TIMEOUT:-20}"
 
-# A reader that goes away (`... | head`) must not kill a stop half-way: no SIGPIPE, and a
-# message that cannot be written is dropped.
-trap '' PIPE
-log() { echo "servers: $*" >&2 || true; }
-die() { log "error: $*"; exit 1; }
-
-now_ms() { date +%s%3N; }
-elapsed() { # start_ms -> "12.3s"
-  local d=$(($(now_ms) - $1))
-  printf '%d.%ds' $((d / 1000)) $((d % 1000 / 100))
-}
-
 # The exact runtime version of a Java (17.0.15+6-Debian-1deb12u1), for naming CDS archives.
 java_build() {
   local home v
@@ -67,41 +56,6 @@ java_build() {
   v="$(sed -n 's/^JAVA_RUNTIME_VERSION="\(.*\)"/\1/p' "$home/release" 2>/dev/null)"
   [ -n "$v" ] || v="$("$1" -version 2>&1 | head -n 2 | tr -d '\n')"
   printf '%s' "$v" | tr -c 'A-Za-z0-9._+-' '_'
-}
-
-java_major() { # path/to/bin/java -> major version (17, 21, 25...) or nothing
-  local home release v
-  home="$(dirname "$(dirname "$(readlink -f "$1")")")"
-  release="$home/release"
-  if [ -f "$release" ]; then
-    v="$(sed -n 's/^JAVA_VERSION="\([0-9]*\).*/\1/p' "$release")"
-  fi
-  if [ -z "${v:-}" ]; then
-    v="$("$1" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n 1)"
-  fi
-  echo "${v:-0}"
-}
-
-# java_bin MIN [PREFERRED_HOME]: the first Java >= MIN among $PREFERRED_HOME, $JAVA_HOME, the
-# JDKs under /usr/lib/jvm (lowest major version first) and `java` on PATH.
-java_bin() {
-  local min=$1 preferred=${2:-} c
-  local found=()
-  if [ -n "$preferred" ]; then found+=("$preferred/bin/java"); fi
-  if [ -n "${JAVA_HOME:-}" ]; then found+=("$JAVA_HOME/bin/java"); fi
-  while IFS= read -r c; do
-    found+=("$c")
-  done < <(for c in /usr/lib/jvm/*/bin/java; do
-    if [ -x "$c" ]; then echo "$(java_major "$c") $c"; fi
-  done | sort -n -k1,1 | cut -d' ' -f2-)
-  if command -v java >/dev/null 2>&1; then found+=("$(command -v java)"); fi
-  for c in "${found[@]}"; do
-    if [ -x "$c" ] && [ "$(java_major "$c")" -ge "$min" ]; then
-      echo "$c"
-      return 0
-    fi
-  done
-  die "no Java >= $min found (looked at: ${found[*]:-nothing}); install one or set ${3:-JAVA_HOME}"
 }
 
 mvn_() {
@@ -177,10 +131,6 @@ cmd_install() {
 # ---------------------------------------------------------------------------------------------
 # process helpers
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
 # What the command line of each server contains: a pid file whose process does not match (the
 # server died and the pid was reused) is stale, and nothing is signalled.
 marker_of() {
@@ -208,21 +158,7 @@ cds_opts() { # name java home tmp -> prints JVM options, one per line
   echo "-Xlog:cds+dynamic=off"
 }
 
-alive() { # pid: running (a zombie waiting to be reaped by init counts as gone)
-  kill -0 "$1" 2>/dev/null || return 1
-  local state
-  state="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)"
-  [ -n "$state" ] && [ "$state" != Z ]
-}
-
-pid_of() { # name -> pid if that server is alive
-  local f="$RUN/$1.pid" pid
-  [ -f "$f" ] || return 1
-  pid="$(cat "$f")"
-  [ -n "$pid" ] && alive "$pid" || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$(marker_of "$1")" || return 1
-  echo "$pid"
-}
+pid_of() { pid_in_file "$RUN/$1.pid" "$(marker_of "$1")"; } # name -> pid if that server is alive
 
 write_env() { # regenerates $RUN/env from the per-server fragments of running servers
   local tmp="$RUN/env.tmp.$BASHPID" name
@@ -233,20 +169,6 @@ write_env() { # regenerates $RUN/env from the per-server fragments of running se
     fi
   done
   mv "$tmp" "$RUN/env"
-}
-
-fail_start() { # name reason
-  local name=$1
-  log "error: $name failed to start: $2"
-  if grep -qE ' ERROR |^Caused by|Exception' "$RUN/$name.log" 2>/dev/null; then
-    log "---- first errors in $RUN/$name.log ----"
-    grep -m 8 -E ' ERROR |^Caused by|Exception' "$RUN/$name.log" | cut -c1-400 >&2 || true
-  fi
-  log "---- last lines of $RUN/$name.log ----"
-  tail -n 25 "$RUN/$name.log" | cut -c1-400 >&2 || true
-  log "----"
-  stop_one "$name" >/dev/null 2>&1 || true
-  exit 1
 }
 
 # Kafka readiness without starting another JVM: a Metadata v4 request over TCP must list at
@@ -280,29 +202,18 @@ except Exception:
 PY
 }
 
-wait_ready() { # name pid deadline_s check_cmd...
-  local name=$1 pid=$2 timeout=$3
-  shift 3
-  local deadline=$(($(date +%s) + timeout))
-  while :; do
-    alive "$pid" || fail_start "$name" "process $pid exited"
-    "$@" && return 0
-    [ "$(date +%s)" -lt "$deadline" ] || fail_start "$name" "not ready after ${timeout}s"
-    sleep 0.25
-  done
-}
-
 # ---------------------------------------------------------------------------------------------
 # start
 
 start_kafka() {
   local pid
+  NAME=kafka # for fail_start
   if pid="$(pid_of kafka)"; then
     log "kafka already running (pid $pid): $(cat "$RUN/kafka.env")"
     return 0
   fi
   install_kafka quiet
-  stop_one kafka # clears what a server that died left behind (temp dir, pid file)
+  stop_server kafka # clears what a server that died left behind (temp dir, pid file)
   local t0 port cport tmp java cluster_id
   t0=$(now_ms)
   java="$(java_bin 17 "${KAFKA_JAVA_HOME:-}" KAFKA_JAVA_HOME)"
@@ -371,7 +282,7 @@ while True:
         break')"
   if ! "$java" "${tool_opts[@]}" "${common[@]}" kafka.tools.StorageTool format -t "$cluster_id" \
     -c "$tmp/server.properties" >>"$RUN/kafka.log" 2>&1; then
-    fail_start kafka "StorageTool format failed"
+    fail_start "StorageTool format failed"
   fi
   log "kafka storage formatted in $(elapsed "$t0") (cluster $cluster_id)"
   # setsid: the server outlives this script and a Ctrl-C in the caller's terminal.
@@ -379,23 +290,22 @@ while True:
   pid=$!
   echo "$pid" >"$RUN/kafka.pid"
   echo "FIELDCRYPT_KAFKA=127.0.0.1:$port" >"$RUN/kafka.env"
-  wait_ready kafka "$pid" "$START_TIMEOUT" kafka_ready "$port"
+  wait_ready "$pid" $(($(date +%s) + START_TIMEOUT)) 0.25 "not ready after ${START_TIMEOUT}s" kafka_ready "$port"
   write_env
   log "kafka $KAFKA_VERSION ready on 127.0.0.1:$port (controller $cport, pid $pid) in $(elapsed "$t0")"
 }
 
-apicurio_ready() { # port
-  [ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$1/apis/ccompat/v7/subjects")" = 200 ]
-}
+apicurio_ready() { http_ok "http://127.0.0.1:$1/apis/ccompat/v7/subjects"; } # port
 
 start_apicurio() {
   local pid
+  NAME=apicurio # for fail_start
   if pid="$(pid_of apicurio)"; then
     log "apicurio already running (pid $pid): $(cat "$RUN/apicurio.env")"
     return 0
   fi
   install_apicurio quiet
-  stop_one apicurio # clears what a server that died left behind (temp dir, pid file)
+  stop_server apicurio # clears what a server that died left behind (temp dir, pid file)
   local t0 port mport tmp java runjar major
   t0=$(now_ms)
   java="$(java_bin 21 "${APICURIO_JAVA_HOME:-}" APICURIO_JAVA_HOME)"
@@ -420,7 +330,7 @@ start_apicurio() {
   pid=$!
   echo "$pid" >"$RUN/apicurio.pid"
   echo "FIELDCRYPT_REGISTRY=http://127.0.0.1:$port/apis/ccompat/v7" >"$RUN/apicurio.env"
-  wait_ready apicurio "$pid" "$START_TIMEOUT" apicurio_ready "$port"
+  wait_ready "$pid" $(($(date +%s) + START_TIMEOUT)) 0.25 "not ready after ${START_TIMEOUT}s" apicurio_ready "$port"
   write_env
   log "apicurio registry $APICURIO_VERSION ready on http://127.0.0.1:$port (management $mport, pid $pid, java $major) in $(elapsed "$t0")"
 }
@@ -455,38 +365,23 @@ cmd_start() {
 # ---------------------------------------------------------------------------------------------
 # stop / status / env
 
-stop_one() { # name
-  local name=$1 pid tmp i
+stop_server() { # name
+  local name=$1 pid tmp
   if pid="$(pid_of "$name")"; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
-      alive "$pid" || break
-      sleep 0.1
-    done
-    if alive "$pid"; then
-      log "$name (pid $pid) still running after ${STOP_TIMEOUT}s: KILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      sleep 0.2
-    fi
-    log "$name stopped (pid $pid)"
+    stop_pid "$pid" "$name"
   fi
-  if [ -f "$RUN/$name.tmpdir" ]; then
-    tmp="$(cat "$RUN/$name.tmpdir")"
-    case "$tmp" in
-      */fieldcrypt-"$name".*)
-        # A class-data archive the server wrote as it exited goes to the cache (copy, then an
-        # atomic rename: a concurrent start never maps a half-written file).
-        if [ -s "$tmp/cds.jsa" ] && [ -f "$RUN/$name.cds" ]; then
-          local archive
-          archive="$(cat "$RUN/$name.cds")"
-          if [ ! -s "$archive" ] && cp "$tmp/cds.jsa" "$archive.tmp.$$" 2>/dev/null; then
-            mv -f "$archive.tmp.$$" "$archive" && log "$name: class-data archive saved to $archive"
-          fi
-          rm -f "$archive.tmp.$$"
-        fi
-        rm -rf "$tmp"
-        ;;
-    esac
+  if tmp="$(recorded_tmpdir "$RUN/$name.tmpdir" "fieldcrypt-$name")"; then
+    # A class-data archive the server wrote as it exited goes to the cache (copy, then an
+    # atomic rename: a concurrent start never maps a half-written file).
+    if [ -s "$tmp/cds.jsa" ] && [ -f "$RUN/$name.cds" ]; then
+      local archive
+      archive="$(cat "$RUN/$name.cds")"
+      if [ ! -s "$archive" ] && cp "$tmp/cds.jsa" "$archive.tmp.$$" 2>/dev/null; then
+        mv -f "$archive.tmp.$$" "$archive" && log "$name: class-data archive saved to $archive"
+      fi
+      rm -f "$archive.tmp.$$"
+    fi
+    rm -rf "$tmp"
   fi
   rm -f "$RUN/$name.pid" "$RUN/$name.tmpdir" "$RUN/$name.env" "$RUN/$name.cds"
 }
@@ -495,11 +390,11 @@ cmd_stop() {
   local what="${1:-all}"
   [ -d "$RUN" ] || return 0
   case "$what" in
-    kafka) stop_one kafka ;;
-    apicurio | registry) stop_one apicurio ;;
+    kafka) stop_server kafka ;;
+    apicurio | registry) stop_server apicurio ;;
     all)
-      stop_one apicurio
-      stop_one kafka
+      stop_server apicurio
+      stop_server kafka
       ;;
     *) die "stop: unknown server '$what' (kafka|apicurio|all)" ;;
   esac
@@ -529,17 +424,12 @@ cmd_env() {
   done <"$RUN/env"
 }
 
-usage() {
-  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
-  exit "${1:-2}"
-}
-
 case "${1:-}" in
   install) cmd_install ;;
   start) cmd_start "${2:-all}" ;;
   stop) cmd_stop "${2:-all}" ;;
   status) cmd_status ;;
   env) cmd_env ;;
-  -h | --help | help) usage 0 ;;
-  *) usage ;;
+  -h | --help | help) usage_exit 12 0 ;;
+  *) usage_exit 12 ;;
 esac

@@ -27,9 +27,10 @@
 # FIELDCRYPT_RUN (default /tmp/fieldcrypt-servers).
 set -euo pipefail
 
-CACHE="${FIELDCRYPT_CACHE:-$HOME/.cache/fieldcrypt}"
-RUN="${FIELDCRYPT_RUN:-/tmp/fieldcrypt-servers}"
 NAME="gcp-kms-emulator"
+LOG_NAME="$NAME"
+# shellcheck source-path=SCRIPTDIR/.. source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 ENV_FILE="$RUN/$NAME.env"
 CANDIDATES=(
   github.com/blackwell-systems/gcp-kms-emulator
@@ -37,10 +38,6 @@ CANDIDATES=(
   github.com/Brilhante29/kiri-gcp
   github.com/slokam-ai/localgcp
 )
-
-trap '' PIPE
-log() { echo "$NAME: $*" >&2 || true; }
-die() { log "error: $*"; exit 1; }
 
 install() {
   command -v go >/dev/null 2>&1 || die "go is not installed"

@@ -19,8 +19,9 @@
 #   START_TIMEOUT       seconds to wait (default 30); STOP_TIMEOUT (default 10)
 set -euo pipefail
 
-CACHE="${FIELDCRYPT_CACHE:-$HOME/.cache/fieldcrypt}"
-RUN="${FIELDCRYPT_RUN:-/tmp/fieldcrypt-servers}"
+LOG_NAME=local-kms
+# shellcheck source-path=SCRIPTDIR/.. source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 LOCAL_KMS_VERSION="${LOCAL_KMS_VERSION:-v0.0.0-20260228092603-2a5e92d09ab6}"
 MODULE=github.com/nsmithuk/local-kms
 GOPATH_DIR="$CACHE/go"
@@ -31,15 +32,6 @@ REGION=eu-west-2
 START_TIMEOUT="${START_TIMEOUT:-30}"
 STOP_TIMEOUT="${STOP_TIMEOUT:-10}"
 NAME=local-kms
-
-trap '' PIPE
-log() { echo "local-kms: $*" >&2 || true; }
-die() { log "error: $*"; exit 1; }
-now_ms() { date +%s%3N; }
-elapsed() {
-  local d=$(($(now_ms) - $1))
-  printf '%d.%ds' $((d / 1000)) $((d % 1000 / 100))
-}
 
 go_() { GOPATH="$GOPATH_DIR" GOFLAGS=-mod=mod GOTOOLCHAIN=local go "$@"; }
 
@@ -71,25 +63,7 @@ cmd_install() { # [quiet]
   log "local-kms installed in $(elapsed "$t0")"
 }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-alive() {
-  kill -0 "$1" 2>/dev/null || return 1
-  local state
-  state="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)"
-  [ -n "$state" ] && [ "$state" != Z ]
-}
-
-pid_of() {
-  local f="$RUN/$NAME.pid" pid
-  [ -f "$f" ] || return 1
-  pid="$(cat "$f")"
-  [ -n "$pid" ] && alive "$pid" || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$BIN" || return 1
-  echo "$pid"
-}
+pid_of() { pid_in_file "$RUN/$NAME.pid" "$BIN"; } # -> pid if our local-kms is alive
 
 kms_call() { # port op json -> answer body; fails on a non-200 answer
   local out code
@@ -102,13 +76,6 @@ kms_call() { # port op json -> answer body; fails on a non-200 answer
 
 ready() { kms_call "$1" ListKeys '{}' >/dev/null 2>&1; }
 
-fail_start() {
-  log "error: local-kms failed to start: $1"
-  tail -n 20 "$RUN/$NAME.log" | cut -c1-400 >&2 || true
-  stop_one >/dev/null 2>&1 || true
-  exit 1
-}
-
 cmd_start() {
   local pid
   mkdir -p "$RUN"
@@ -118,8 +85,8 @@ cmd_start() {
     return 0
   fi
   cmd_install quiet
-  stop_one
-  local t0 port data deadline key alias
+  stop_server
+  local t0 port data key alias
   t0=$(now_ms)
   port="${LOCAL_KMS_PORT:-$(free_port)}"
   data="$(mktemp -d "${TMPDIR:-/tmp}/fieldcrypt-local-kms.XXXXXX")"
@@ -129,12 +96,7 @@ cmd_start() {
     KMS_SEED_PATH="$data/no-seed.yaml" exec setsid "$BIN" >>"$RUN/$NAME.log" 2>&1 </dev/null) &
   pid=$!
   echo "$pid" >"$RUN/$NAME.pid"
-  deadline=$(($(date +%s) + START_TIMEOUT))
-  until ready "$port"; do
-    alive "$pid" || fail_start "process $pid exited"
-    [ "$(date +%s)" -lt "$deadline" ] || fail_start "not ready after ${START_TIMEOUT}s"
-    sleep 0.1
-  done
+  wait_ready "$pid" $(($(date +%s) + START_TIMEOUT)) 0.1 "not ready after ${START_TIMEOUT}s" ready "$port"
   key="$(kms_call "$port" CreateKey '{"Description":"fieldcrypt-it"}' |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["KeyMetadata"]["Arn"])')" || fail_start "CreateKey failed"
   kms_call "$port" CreateAlias "{\"AliasName\":\"alias/fieldcrypt-it\",\"TargetKeyId\":\"$key\"}" >/dev/null ||
@@ -150,24 +112,13 @@ ENV
   cat "$RUN/$NAME.env"
 }
 
-stop_one() {
-  local pid i tmp
+stop_server() {
+  local pid tmp
   if pid="$(pid_of)"; then
-    kill -CONT "$pid" 2>/dev/null || true
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
-      alive "$pid" || break
-      sleep 0.1
-    done
-    if alive "$pid"; then
-      kill -KILL "$pid" 2>/dev/null || true
-      sleep 0.2
-    fi
-    log "local-kms stopped (pid $pid)"
+    stop_pid "$pid" local-kms
   fi
-  if [ -f "$RUN/$NAME.tmpdir" ]; then
-    tmp="$(cat "$RUN/$NAME.tmpdir")"
-    case "$tmp" in */fieldcrypt-local-kms.*) rm -rf "$tmp" ;; esac
+  if tmp="$(recorded_tmpdir "$RUN/$NAME.tmpdir" fieldcrypt-local-kms)"; then
+    rm -rf "$tmp"
   fi
   rm -f "$RUN/$NAME.pid" "$RUN/$NAME.env" "$RUN/$NAME.tmpdir"
 }
@@ -188,7 +139,7 @@ cmd_env() {
 case "${1:-}" in
   install) cmd_install ;;
   start) cmd_start ;;
-  stop) stop_one ;;
+  stop) stop_server ;;
   status) cmd_status ;;
   env) cmd_env ;;
   *) die "usage: $0 install|start|stop|status|env" ;;

@@ -38,8 +38,9 @@
 #   STOP_TIMEOUT         seconds between TERM and KILL (default 20)
 set -euo pipefail
 
-CACHE="${FIELDCRYPT_CACHE:-$HOME/.cache/fieldcrypt}"
-RUN="${FIELDCRYPT_RUN:-/tmp/fieldcrypt-servers}"
+LOG_NAME=lowkey-vault
+# shellcheck source-path=SCRIPTDIR/.. source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 LOWKEY_VERSION="${LOWKEY_VERSION:-7.1.13}"
 LOWKEY_HOME="$CACHE/lowkey-vault-$LOWKEY_VERSION"
 M2_REPO="$CACHE/m2"
@@ -52,51 +53,6 @@ KEY=fieldcrypt-it
 API=7.4
 # Lowkey only checks that a token is there; this one is not a secret.
 PLACEHOLDER_TOKEN=lowkey-vault-accepts-any-token
-
-trap '' PIPE
-log() { echo "lowkey-vault: $*" >&2 || true; }
-die() { log "error: $*"; exit 1; }
-
-now_ms() { date +%s%3N; }
-elapsed() { # start_ms -> "12.3s"
-  local d=$(($(now_ms) - $1))
-  printf '%d.%ds' $((d / 1000)) $((d % 1000 / 100))
-}
-
-java_major() { # path/to/bin/java -> major version (17, 21, 25...) or 0
-  local home release v
-  home="$(dirname "$(dirname "$(readlink -f "$1")")")"
-  release="$home/release"
-  if [ -f "$release" ]; then
-    v="$(sed -n 's/^JAVA_VERSION="\([0-9]*\).*/\1/p' "$release")"
-  fi
-  if [ -z "${v:-}" ]; then
-    v="$("$1" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n 1)"
-  fi
-  echo "${v:-0}"
-}
-
-# java_bin MIN: the first Java >= MIN among $LOWKEY_JAVA_HOME, $JAVA_HOME, the JDKs under
-# /usr/lib/jvm (lowest major version first) and `java` on PATH.
-java_bin() {
-  local min=$1 c
-  local found=()
-  if [ -n "${LOWKEY_JAVA_HOME:-}" ]; then found+=("$LOWKEY_JAVA_HOME/bin/java"); fi
-  if [ -n "${JAVA_HOME:-}" ]; then found+=("$JAVA_HOME/bin/java"); fi
-  while IFS= read -r c; do
-    found+=("$c")
-  done < <(for c in /usr/lib/jvm/*/bin/java; do
-    if [ -x "$c" ]; then echo "$(java_major "$c") $c"; fi
-  done | sort -n -k1,1 | cut -d' ' -f2-)
-  if command -v java >/dev/null 2>&1; then found+=("$(command -v java)"); fi
-  for c in "${found[@]}"; do
-    if [ -x "$c" ] && [ "$(java_major "$c")" -ge "$min" ]; then
-      echo "$c"
-      return 0
-    fi
-  done
-  die "no Java >= $min found (looked at: ${found[*]:-nothing}); install one or set LOWKEY_JAVA_HOME"
-}
 
 # The Java a Lowkey version needs: 5.x and later are built for Java 25, 4.x for 21, older for 17.
 java_needed() { # version -> major
@@ -163,38 +119,7 @@ registry serves, or LOWKEY_VAULT_JAR to a lowkey-vault-app jar obtained another 
 # ---------------------------------------------------------------------------------------------
 # process helpers
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-alive() { # pid: running (a zombie counts as gone)
-  kill -0 "$1" 2>/dev/null || return 1
-  local state
-  state="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)"
-  [ -n "$state" ] && [ "$state" != Z ]
-}
-
-pid_of() { # -> pid if our server is alive (a pid file whose process is something else is stale)
-  local f="$RUN/$NAME.pid" pid
-  [ -f "$f" ] || return 1
-  pid="$(cat "$f")"
-  [ -n "$pid" ] && alive "$pid" || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "-Dfieldcrypt.server=$NAME" || return 1
-  echo "$pid"
-}
-
-fail_start() {
-  log "error: lowkey vault failed to start: $1"
-  if grep -qE ' ERROR |^Caused by|Exception' "$RUN/$NAME.log" 2>/dev/null; then
-    log "---- first errors in $RUN/$NAME.log ----"
-    grep -m 8 -E ' ERROR |^Caused by|Exception' "$RUN/$NAME.log" | cut -c1-400 >&2 || true
-  fi
-  log "---- last lines of $RUN/$NAME.log ----"
-  tail -n 25 "$RUN/$NAME.log" | cut -c1-400 >&2 || true
-  log "----"
-  stop_server >/dev/null 2>&1 || true
-  exit 1
-}
+pid_of() { pid_in_file "$RUN/$NAME.pid" "-Dfieldcrypt.server=$NAME"; } # -> pid if our server is alive
 
 port_open() { # port
   python3 -c 'import socket, sys
@@ -279,7 +204,7 @@ cmd_start() {
   local t0 port tport java jar tmp major
   t0=$(now_ms)
   jar="$(jar_path)"
-  java="$(java_bin "$(java_needed "$LOWKEY_VERSION")")"
+  java="$(java_bin "$(java_needed "$LOWKEY_VERSION")" "${LOWKEY_JAVA_HOME:-}" LOWKEY_JAVA_HOME)"
   major="$(java_major "$java")"
   port="${LOWKEY_PORT:-$(free_port)}"
   tport="${LOWKEY_TOKEN_PORT:-$(free_port)}"
@@ -298,21 +223,14 @@ cmd_start() {
   pid=$!
   echo "$pid" >"$RUN/$NAME.pid"
   local deadline=$(($(date +%s) + START_TIMEOUT))
-  until port_open "$port"; do
-    alive "$pid" || fail_start "process $pid exited"
-    [ "$(date +%s)" -lt "$deadline" ] || fail_start "port $port not open after ${START_TIMEOUT}s"
-    sleep 0.25
-  done
+  wait_ready "$pid" "$deadline" 0.25 "port $port not open after ${START_TIMEOUT}s" port_open "$port"
   fetch_ca "$jar" "$port" "$java" "$RUN/$NAME-ca.pem" || fail_start "cannot obtain the server's certificate"
   local host base
   host="$(vault_host "$RUN/$NAME-ca.pem")" ||
     fail_start "the certificate names neither 127.0.0.1 nor localhost: $(openssl x509 -in "$RUN/$NAME-ca.pem" -noout -subject -ext subjectAltName 2>&1 | tr '\n' ' ')"
   base="https://$host:$port"
-  until ready "$base"; do
-    alive "$pid" || fail_start "process $pid exited"
-    [ "$(date +%s)" -lt "$deadline" ] || fail_start "$base/keys not answering 200 after ${START_TIMEOUT}s (curl --cacert $RUN/$NAME-ca.pem)"
-    sleep 0.25
-  done
+  wait_ready "$pid" "$deadline" 0.25 \
+    "$base/keys not answering 200 after ${START_TIMEOUT}s (curl --cacert $RUN/$NAME-ca.pem)" ready "$base"
   local ready_in created kid
   ready_in="$(elapsed "$t0")"
   created="$(api POST "$base/keys/$KEY/create?api-version=$API" \
@@ -334,27 +252,12 @@ cmd_start() {
 # stop / status / env
 
 stop_server() {
-  local pid tmp i
+  local pid tmp
   if pid="$(pid_of)"; then
-    # A server left frozen by an interrupted outage test would ignore TERM.
-    kill -CONT "$pid" 2>/dev/null || true
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
-      alive "$pid" || break
-      sleep 0.1
-    done
-    if alive "$pid"; then
-      log "lowkey vault (pid $pid) still running after ${STOP_TIMEOUT}s: KILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      sleep 0.2
-    fi
-    log "lowkey vault stopped (pid $pid)"
+    stop_pid "$pid" "lowkey vault"
   fi
-  if [ -f "$RUN/$NAME.tmpdir" ]; then
-    tmp="$(cat "$RUN/$NAME.tmpdir")"
-    case "$tmp" in
-      */fieldcrypt-lowkey-vault.*) rm -rf "$tmp" ;;
-    esac
+  if tmp="$(recorded_tmpdir "$RUN/$NAME.tmpdir" fieldcrypt-lowkey-vault)"; then
+    rm -rf "$tmp"
   fi
   rm -f "$RUN/$NAME.pid" "$RUN/$NAME.tmpdir" "$RUN/$NAME.env" "$RUN/$NAME-ca.pem"
 }
@@ -375,17 +278,12 @@ cmd_env() {
   cat "$RUN/$NAME.env"
 }
 
-usage() {
-  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
-  exit "${1:-2}"
-}
-
 case "${1:-}" in
   install) cmd_install ;;
   start) cmd_start ;;
   stop) [ -d "$RUN" ] && stop_server || true ;;
   status) cmd_status ;;
   env) cmd_env ;;
-  -h | --help | help) usage 0 ;;
-  *) usage ;;
+  -h | --help | help) usage_exit 13 0 ;;
+  *) usage_exit 13 ;;
 esac

@@ -36,23 +36,15 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-CACHE="${FIELDCRYPT_CACHE:-$HOME/.cache/fieldcrypt}"
-RUN="${FIELDCRYPT_RUN:-/tmp/fieldcrypt-servers}"
+LOG_NAME=moto
+# shellcheck source-path=SCRIPTDIR/.. source=lib.sh
+. "$here/../lib.sh"
 MOTO_VERSION="${MOTO_VERSION:-5.2.5}"
 VENV="$CACHE/venv-moto"
 PY="$VENV/bin/python"
 START_TIMEOUT="${START_TIMEOUT:-60}"
 STOP_TIMEOUT="${STOP_TIMEOUT:-10}"
 NAME=moto
-
-trap '' PIPE
-log() { echo "moto: $*" >&2 || true; }
-die() { log "error: $*"; exit 1; }
-now_ms() { date +%s%3N; }
-elapsed() {
-  local d=$(($(now_ms) - $1))
-  printf '%d.%ds' $((d / 1000)) $((d % 1000 / 100))
-}
 
 # ---------------------------------------------------------------------------------------------
 # install
@@ -78,39 +70,11 @@ cmd_install() { # [quiet]
 }
 
 # ---------------------------------------------------------------------------------------------
-# process helpers (as scripts/servers.sh)
+# process helpers
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
+pid_of() { pid_in_file "$RUN/$NAME.pid" fieldcrypt-moto-server.py; } # -> pid if our moto is alive
 
-alive() {
-  kill -0 "$1" 2>/dev/null || return 1
-  local state
-  state="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)"
-  [ -n "$state" ] && [ "$state" != Z ]
-}
-
-pid_of() { # -> pid if our moto is alive (a reused pid of another program does not count)
-  local f="$RUN/$NAME.pid" pid
-  [ -f "$f" ] || return 1
-  pid="$(cat "$f")"
-  [ -n "$pid" ] && alive "$pid" || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "fieldcrypt-moto-server.py" || return 1
-  echo "$pid"
-}
-
-ready() { # port
-  [ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$1/moto-api/data.json")" = 200 ]
-}
-
-fail_start() {
-  log "error: moto failed to start: $1"
-  log "---- last lines of $RUN/$NAME.log ----"
-  tail -n 25 "$RUN/$NAME.log" | cut -c1-400 >&2 || true
-  stop_one >/dev/null 2>&1 || true
-  exit 1
-}
+ready() { http_ok "http://127.0.0.1:$1/moto-api/data.json"; } # port
 
 # The launcher: moto's own server, with unsigned STS web-identity calls let through while IAM
 # authentication is on (AWS does not sign them either). Nothing else is changed.
@@ -214,8 +178,8 @@ cmd_start() {
     return 0
   fi
   cmd_install quiet
-  stop_one
-  local t0 port deadline env_tmp
+  stop_server
+  local t0 port env_tmp
   t0=$(now_ms)
   port="${MOTO_PORT:-$(free_port)}"
   write_launcher
@@ -225,12 +189,7 @@ cmd_start() {
     setsid "$PY" "$RUN/fieldcrypt-moto-server.py" -H 127.0.0.1 -p "$port" >>"$RUN/$NAME.log" 2>&1 </dev/null) &
   pid=$!
   echo "$pid" >"$RUN/$NAME.pid"
-  deadline=$(($(date +%s) + START_TIMEOUT))
-  until ready "$port"; do
-    alive "$pid" || fail_start "process $pid exited"
-    [ "$(date +%s)" -lt "$deadline" ] || fail_start "not ready after ${START_TIMEOUT}s"
-    sleep 0.2
-  done
+  wait_ready "$pid" $(($(date +%s) + START_TIMEOUT)) 0.2 "not ready after ${START_TIMEOUT}s" ready "$port"
   log "moto $MOTO_VERSION up on 127.0.0.1:$port (pid $pid) in $(elapsed "$t0"); setting up"
   env_tmp="$RUN/$NAME.env.tmp.$$"
   setup "http://127.0.0.1:$port" >"$env_tmp" || { rm -f "$env_tmp"; fail_start "setup failed"; }
@@ -242,21 +201,10 @@ cmd_start() {
   cat "$RUN/$NAME.env"
 }
 
-stop_one() {
-  local pid i
+stop_server() {
+  local pid
   if pid="$(pid_of)"; then
-    kill -CONT "$pid" 2>/dev/null || true # a test may have frozen it
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
-      alive "$pid" || break
-      sleep 0.1
-    done
-    if alive "$pid"; then
-      log "moto (pid $pid) still running after ${STOP_TIMEOUT}s: KILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      sleep 0.2
-    fi
-    log "moto stopped (pid $pid)"
+    stop_pid "$pid" moto
   fi
   rm -f "$RUN/$NAME.pid" "$RUN/$NAME.env"
 }
@@ -339,7 +287,7 @@ PY
 case "${1:-}" in
   install) cmd_install ;;
   start) cmd_start ;;
-  stop) stop_one ;;
+  stop) stop_server ;;
   status) cmd_status ;;
   env) cmd_env ;;
   admin)

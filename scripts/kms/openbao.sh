@@ -31,23 +31,14 @@
 #   STOP_TIMEOUT       seconds between TERM and KILL (default 10)
 set -euo pipefail
 
-CACHE="${FIELDCRYPT_CACHE:-$HOME/.cache/fieldcrypt}"
-RUN="${FIELDCRYPT_RUN:-/tmp/fieldcrypt-servers}"
+LOG_NAME=openbao
+# shellcheck source-path=SCRIPTDIR/.. source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 OPENBAO_VERSION="${OPENBAO_VERSION:-2.7.2}"
 VENV="$CACHE/venv-openbao"
 START_TIMEOUT="${START_TIMEOUT:-60}"
 STOP_TIMEOUT="${STOP_TIMEOUT:-10}"
 NAME=openbao
-
-trap '' PIPE
-log() { echo "openbao: $*" >&2 || true; }
-die() { log "error: $*"; exit 1; }
-
-now_ms() { date +%s%3N; }
-elapsed() { # start_ms -> "12.3s"
-  local d=$(($(now_ms) - $1))
-  printf '%d.%ds' $((d / 1000)) $((d % 1000 / 100))
-}
 
 # ---------------------------------------------------------------------------------------------
 # install
@@ -90,38 +81,9 @@ real_binary() {
 # ---------------------------------------------------------------------------------------------
 # process helpers
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
+pid_of() { pid_in_file "$RUN/$NAME.pid" 'bao server -dev'; } # -> pid if our server is alive
 
-alive() { # pid: running (a zombie counts as gone)
-  kill -0 "$1" 2>/dev/null || return 1
-  local state
-  state="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)"
-  [ -n "$state" ] && [ "$state" != Z ]
-}
-
-pid_of() { # -> pid if our server is alive (a pid file whose process is something else is stale)
-  local f="$RUN/$NAME.pid" pid
-  [ -f "$f" ] || return 1
-  pid="$(cat "$f")"
-  [ -n "$pid" ] && alive "$pid" || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qE 'bao server -dev' || return 1
-  echo "$pid"
-}
-
-fail_start() {
-  log "error: openbao failed to start: $1"
-  log "---- last lines of $RUN/$NAME.log ----"
-  tail -n 25 "$RUN/$NAME.log" | cut -c1-400 >&2 || true
-  log "----"
-  stop_server >/dev/null 2>&1 || true
-  exit 1
-}
-
-ready() { # port
-  [ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$1/v1/sys/health")" = 200 ]
-}
+ready() { http_ok "http://127.0.0.1:$1/v1/sys/health"; } # port
 
 # ---------------------------------------------------------------------------------------------
 # start
@@ -218,12 +180,7 @@ cmd_start() {
     -dev-listen-address="127.0.0.1:$port" -dev-no-store-token >>"$RUN/$NAME.log" 2>&1 </dev/null) &
   pid=$!
   echo "$pid" >"$RUN/$NAME.pid"
-  local deadline=$(($(date +%s) + START_TIMEOUT))
-  until ready "$port"; do
-    alive "$pid" || fail_start "process $pid exited"
-    [ "$(date +%s)" -lt "$deadline" ] || fail_start "not ready after ${START_TIMEOUT}s"
-    sleep 0.1
-  done
+  wait_ready "$pid" $(($(date +%s) + START_TIMEOUT)) 0.1 "not ready after ${START_TIMEOUT}s" ready "$port"
   local ready_in
   ready_in="$(elapsed "$t0")"
   local env
@@ -241,27 +198,12 @@ cmd_start() {
 # stop / status / env
 
 stop_server() {
-  local pid tmp i
+  local pid tmp
   if pid="$(pid_of)"; then
-    # A server left frozen by an interrupted outage test would ignore TERM.
-    kill -CONT "$pid" 2>/dev/null || true
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
-      alive "$pid" || break
-      sleep 0.1
-    done
-    if alive "$pid"; then
-      log "openbao (pid $pid) still running after ${STOP_TIMEOUT}s: KILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      sleep 0.2
-    fi
-    log "openbao stopped (pid $pid)"
+    stop_pid "$pid" openbao
   fi
-  if [ -f "$RUN/$NAME.tmpdir" ]; then
-    tmp="$(cat "$RUN/$NAME.tmpdir")"
-    case "$tmp" in
-      */fieldcrypt-openbao.*) rm -rf "$tmp" ;;
-    esac
+  if tmp="$(recorded_tmpdir "$RUN/$NAME.tmpdir" fieldcrypt-openbao)"; then
+    rm -rf "$tmp"
   fi
   rm -f "$RUN/$NAME.pid" "$RUN/$NAME.tmpdir" "$RUN/$NAME.env"
 }
@@ -281,17 +223,12 @@ cmd_env() {
   cat "$RUN/$NAME.env"
 }
 
-usage() {
-  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
-  exit "${1:-2}"
-}
-
 case "${1:-}" in
   install) cmd_install ;;
   start) cmd_start ;;
   stop) [ -d "$RUN" ] && stop_server || true ;;
   status) cmd_status ;;
   env) cmd_env ;;
-  -h | --help | help) usage 0 ;;
-  *) usage ;;
+  -h | --help | help) usage_exit 12 0 ;;
+  *) usage_exit 12 ;;
 esac

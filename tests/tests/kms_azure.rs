@@ -18,30 +18,24 @@
 //! server (SIGSTOP): it holds a lock that every other test here shares, so nothing else runs while
 //! the server is frozen.
 
-use std::collections::HashSet;
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fieldcrypt::header::{self, DekLocation};
 use fieldcrypt::kms::{AzureAuth, AzureKeyVault, AzureKeyVaultConfig};
-use fieldcrypt::{
-    Algorithm, Codec, ErrorKind, HttpOptions, KekUri, Kms, Limits, OwnedHeader, Policy, Record, WrapContext,
+use fieldcrypt::{Algorithm, Codec, ErrorKind, HttpOptions, KekUri, Kms, Limits, Policy, Record, WrapContext};
+use fieldcrypt_it::{
+    assert_sealed, codec_with, customer, decrypt, encrypt, key_entry, kms_calls_per_dek, own_name, pii_policy,
+    refused_unwrap, required_env, run_id, value_of, Capture, Outage, ServerLock, CUSTOMERS,
 };
-use fieldcrypt_it::{required_env, run_id, Capture};
 use serde_json::{json, Value};
 
-const TOPIC: &str = "customers";
 const API: &str = "api-version=7.4";
 
 // ---------------------------------------------------------------------------------------------
 // helpers
 
 /// Shared by every test; the outage test takes it exclusively while the server is frozen.
-static SERVER: RwLock<()> = RwLock::new(());
-
-fn shared_server() -> RwLockReadGuard<'static, ()> {
-    SERVER.read().unwrap_or_else(|e| e.into_inner())
-}
+static SERVER: ServerLock = ServerLock::new();
 
 /// The key `start` created: `azure-kv://127.0.0.1:PORT/keys/fieldcrypt-it`.
 fn kek_uri() -> String {
@@ -50,14 +44,7 @@ fn kek_uri() -> String {
 
 /// `azure-kv://HOST:PORT/keys/<name>` on the test server.
 fn kek_named(name: &str) -> String {
-    let shared = kek_uri();
-    let base = shared.rsplit_once("/keys/").expect("FIELDCRYPT_AZURE_KV_KEK ends in /keys/NAME").0;
-    format!("{base}/keys/{name}")
-}
-
-/// A key name of this run (Key Vault names: letters, digits, dashes).
-fn own_key(what: &str) -> String {
-    format!("fieldcrypt-it-{}-{what}", run_id())
+    fieldcrypt_it::kek_named(&kek_uri(), name)
 }
 
 fn ca_pem() -> Vec<u8> {
@@ -78,61 +65,11 @@ fn client(auth: AzureAuth) -> AzureKeyVault {
 }
 
 fn policy(kek: &str) -> Policy {
-    Policy::from_json(
-        &json!({
-            "fieldcrypt_policy": 1,
-            "id": "it-azure",
-            "encrypt": [{"name": "pii", "topics": [TOPIC], "fields": ["ssn", "email"], "key": kek}]
-        })
-        .to_string(),
-    )
-    .expect("policy")
+    pii_policy("it-azure", CUSTOMERS, kek, None)
 }
 
-fn codec(kek: &str, kms: Arc<AzureKeyVault>, limits: Limits) -> Codec {
-    Codec::builder(policy(kek)).kms_shared(kms).limits(limits).build().expect("codec")
-}
-
-fn customer(i: usize) -> Value {
-    json!({"id": i, "name": format!("customer {i}"), "ssn": format!("SSN-{i:06}-secret"), "email": format!("c{i}@example.com")})
-}
-
-fn encrypt(codec: &Codec, value: &Value) -> fieldcrypt::Result<Record> {
-    codec.encrypt(TOPIC, None, Some(value.to_string().as_bytes()), &[] as &[OwnedHeader])
-}
-
-fn decrypt(codec: &Codec, record: &Record) -> fieldcrypt::Result<Record> {
-    codec.decrypt(TOPIC, record.key.as_deref(), record.value.as_deref(), &record.headers)
-}
-
-fn value_of(record: &Record) -> Value {
-    serde_json::from_slice(record.value.as_deref().expect("a value")).expect("JSON value")
-}
-
-fn value_text(record: &Record) -> String {
-    String::from_utf8_lossy(record.value.as_deref().unwrap_or_default()).into_owned()
-}
-
-/// Asserts a sealed record shows neither secret of `plain`.
-fn assert_sealed(record: &Record, plain: &Value) {
-    let text = value_text(record);
-    for field in ["ssn", "email"] {
-        let secret = plain[field].as_str().unwrap();
-        assert!(!text.contains(secret), "{field} in clear: {text}");
-    }
-    assert!(record.fieldcrypt_header().is_some(), "no fieldcrypt header");
-}
-
-/// (kek, kek_version, dek id, wrapped DEK) of the single key entry of a sealed record.
-fn key_entry(record: &Record) -> (String, String, [u8; 16], Vec<u8>) {
-    let envelope = header::parse(record.fieldcrypt_header().expect("header")).expect("header parses");
-    assert_eq!(envelope.keys.len(), 1);
-    let k = &envelope.keys[0];
-    let wrapped = match k.dek {
-        DekLocation::Inline(w) => w.to_vec(),
-        DekLocation::KeyStore => panic!("the wrapped DEK should travel in the header"),
-    };
-    (k.kek.to_string(), k.kek_version.to_string(), k.dek_id, wrapped)
+fn codec(kek: &str, kms: Arc<dyn Kms>, limits: Limits) -> Codec {
+    codec_with(policy(kek), kms, limits)
 }
 
 /// The Key Vault REST API of the test server, for what an operator would do.
@@ -205,7 +142,7 @@ fn version_of(key_bundle: &Value) -> String {
 #[test]
 #[ignore = "needs Lowkey Vault, which the registries here do not serve (docs/kms/azure.md); run with --ignored"]
 fn round_trip_between_separate_clients() {
-    let _server = shared_server();
+    let _server = SERVER.shared();
     let kek = kek_uri();
     let name = kek.rsplit('/').next().unwrap().to_string();
     let producer = codec(&kek, Arc::new(client(token_auth())), Limits::default());
@@ -233,7 +170,7 @@ fn round_trip_between_separate_clients() {
 #[test]
 #[ignore = "needs Lowkey Vault, which the registries here do not serve (docs/kms/azure.md); run with --ignored"]
 fn wrap_unwrap_versions_and_failures() {
-    let _server = shared_server();
+    let _server = SERVER.shared();
     let kv = client(token_auth());
     let kek = KekUri::parse(&kek_uri()).unwrap();
     let ctx = WrapContext { dek_id: &[7; 16], algorithm: Algorithm::Aes256Gcm };
@@ -252,7 +189,7 @@ fn wrap_unwrap_versions_and_failures() {
     assert_eq!(kv.unwrap(&kek, &wp.kek_version, &wp.ciphertext, &ctx).unwrap().as_slice(), &dek);
 
     // Unknown key, unknown version.
-    let missing = KekUri::parse(&kek_named(&own_key("never-made"))).unwrap();
+    let missing = KekUri::parse(&kek_named(&own_name("never-made"))).unwrap();
     let e = kv.wrap(&missing, &dek, &ctx).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::KeyNotFound, "{e}");
     assert!(e.message().contains(missing.as_str()), "{e}");
@@ -282,9 +219,9 @@ fn wrap_unwrap_versions_and_failures() {
 #[test]
 #[ignore = "needs Lowkey Vault, which the registries here do not serve (docs/kms/azure.md); run with --ignored"]
 fn kek_rotation() {
-    let _server = shared_server();
+    let _server = SERVER.shared();
     let admin = Admin::new();
-    let name = own_key("rotation");
+    let name = own_name("rotation");
     let v1 = admin.create_key(&name);
     let kek = kek_named(&name);
     // 3 uses per record (2 fields and the header tag): a new DEK every record.
@@ -313,9 +250,9 @@ fn kek_rotation() {
 #[test]
 #[ignore = "needs Lowkey Vault, which the registries here do not serve (docs/kms/azure.md); run with --ignored"]
 fn revocation_by_key_deletion() {
-    let _server = shared_server();
+    let _server = SERVER.shared();
     let admin = Admin::new();
-    let name = own_key("revoked");
+    let name = own_name("revoked");
     admin.create_key(&name);
     let kek = kek_named(&name);
     let producer = codec(&kek, Arc::new(client(token_auth())), Limits::default());
@@ -345,9 +282,7 @@ fn revocation_by_key_deletion() {
     let s = consumer.stats();
     assert!(s.fields_withheld >= withheld_before + 10, "{s:?}");
     // The client itself reports why.
-    let (_, version, id, wrapped) = key_entry(&sealed[0]);
-    let ctx = WrapContext { dek_id: &id, algorithm: Algorithm::Aes256Gcm };
-    let e = client(token_auth()).unwrap(&KekUri::parse(&kek).unwrap(), &version, &wrapped, &ctx).unwrap_err();
+    let e = refused_unwrap(&client(token_auth()), &kek, &sealed[0]);
     assert_eq!(e.kind(), ErrorKind::KeyNotFound, "{e}");
     // And a producer can no longer make DEKs under it.
     let e = encrypt(&codec(&kek, Arc::new(client(token_auth())), Limits::default()), &customer(9)).unwrap_err();
@@ -359,7 +294,7 @@ fn revocation_by_key_deletion() {
 #[test]
 #[ignore = "needs Lowkey Vault, which the registries here do not serve (docs/kms/azure.md); run with --ignored"]
 fn wrong_credentials_are_access_denied() {
-    let _server = shared_server();
+    let _server = SERVER.shared();
     let secret = format!("wrong-secret-{}", run_id());
     let kek = kek_uri();
     let refusing = Capture::start(
@@ -416,61 +351,13 @@ fn wrong_credentials_are_access_denied() {
 #[test]
 #[ignore = "needs Lowkey Vault, which the registries here do not serve (docs/kms/azure.md); run with --ignored"]
 fn kms_calls_per_dek_not_per_record() {
-    let _server = shared_server();
-    const RECORDS: usize = 100_000;
-    const MAX_USES: u64 = 20_000;
+    let _server = SERVER.shared();
     let kek = kek_uri();
-    let producer = codec(&kek, Arc::new(client(token_auth())), Limits { dek_max_uses: MAX_USES, ..Limits::default() });
-    let t0 = Instant::now();
-    let sealed: Vec<Record> = (0..RECORDS).map(|i| encrypt(&producer, &customer(i)).unwrap()).collect();
-    let encrypt_time = t0.elapsed();
-    let ps = producer.stats();
-    // Each record uses its DEK once per field (2) and once for the header tag.
-    let uses_per_record = 3u64;
-    let records_per_dek = MAX_USES.div_ceil(uses_per_record);
-    let expected_deks = (RECORDS as u64).div_ceil(records_per_dek);
-    assert_eq!(ps.kms_wrap_calls, ps.deks_created, "{ps:?}");
-    assert_eq!(ps.deks_created, expected_deks, "{ps:?}");
-
-    let distinct: HashSet<[u8; 16]> = sealed.iter().map(|r| key_entry(r).2).collect();
-    assert_eq!(distinct.len() as u64, ps.deks_created);
-    let consumer = codec(&kek, Arc::new(client(token_auth())), Limits::default());
-    let t1 = Instant::now();
-    for (i, record) in sealed.iter().enumerate() {
-        let opened = decrypt(&consumer, record).unwrap();
-        if i % 997 == 0 {
-            assert_eq!(value_of(&opened), customer(i));
-        }
-    }
-    let decrypt_time = t1.elapsed();
-    let cs = consumer.stats();
-    assert_eq!(cs.kms_unwrap_calls, distinct.len() as u64, "{cs:?}");
-    assert_eq!(cs.fields_decrypted, 2 * RECORDS as u64);
-    eprintln!(
-        "kms_azure: {RECORDS} records, {} DEKs, {} wraps, {} unwraps; encrypt {encrypt_time:?}, decrypt {decrypt_time:?}",
-        ps.deks_created, ps.kms_wrap_calls, cs.kms_unwrap_calls
+    kms_calls_per_dek(
+        "kms_azure",
+        |limits| codec(&kek, Arc::new(client(token_auth())), limits),
+        || codec(&kek, Arc::new(client(token_auth())), Limits::default()),
     );
-}
-
-/// Continues a stopped process when dropped, so a failing test never leaves the server frozen.
-struct Frozen(String);
-
-impl Frozen {
-    fn stop(pid: &str) -> Frozen {
-        signal("-STOP", pid);
-        Frozen(pid.to_string())
-    }
-}
-
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        signal("-CONT", &self.0);
-    }
-}
-
-fn signal(which: &str, pid: &str) {
-    let status = std::process::Command::new("kill").args([which, pid]).status().expect("kill runs");
-    assert!(status.success(), "kill {which} {pid} failed");
 }
 
 /// (6) Outage: with the server frozen, a producer whose DEK is due for rotation keeps using it for
@@ -479,9 +366,7 @@ fn signal(which: &str, pid: &str) {
 #[test]
 #[ignore = "needs Lowkey Vault, which the registries here do not serve (docs/kms/azure.md); run with --ignored"]
 fn outage_fails_closed_and_recovers() {
-    let _exclusive = SERVER.write().unwrap_or_else(|e| e.into_inner());
-    let pid_file = required_env("FIELDCRYPT_AZURE_KV_PID_FILE");
-    let pid = std::fs::read_to_string(&pid_file).unwrap_or_else(|e| panic!("{pid_file}: {e}")).trim().to_string();
+    let _exclusive = SERVER.exclusive();
     let kek = kek_uri();
     let fast = || {
         AzureKeyVault::new(AzureKeyVaultConfig {
@@ -495,70 +380,13 @@ fn outage_fails_closed_and_recovers() {
         })
         .unwrap()
     };
-    let limits = Limits {
-        dek_max_uses: 30,          // 10 records of 3 uses
-        dek_outage_extra_uses: 60, // 20 more records during an outage
-        kms_retry_interval: Duration::from_millis(200),
-        ..Limits::default()
-    };
-    let producer = codec(&kek, Arc::new(fast()), limits.clone());
-    let consumer = codec(&kek, Arc::new(fast()), Limits::default());
-
-    let mut ok: Vec<(usize, Record)> = Vec::new();
-    for i in 0..5 {
-        let r = encrypt(&producer, &customer(i)).unwrap();
-        assert_eq!(value_of(&decrypt(&consumer, &r).unwrap()), customer(i)); // consumer caches DEK 1
-        ok.push((i, r));
+    Outage {
+        pid_file_var: "FIELDCRYPT_AZURE_KV_PID_FILE",
+        kek: &kek,
+        codec: &|kms, limits| codec(&kek, kms, limits),
+        fast_client: &|| Arc::new(fast()),
+        client: &|| Arc::new(client(token_auth())),
+        check_error_count: false,
     }
-    let first_dek = key_entry(&ok[0].1).2;
-
-    let frozen = Frozen::stop(&pid);
-    let mut during = 0;
-    let mut failure = None;
-    for i in 5..200 {
-        match encrypt(&producer, &customer(i)) {
-            Ok(r) => {
-                assert_sealed(&r, &customer(i));
-                assert_eq!(key_entry(&r).2, first_dek, "no new DEK can be made while the KMS is down");
-                // Cached DEK: the consumer reads it without the KMS.
-                assert_eq!(value_of(&decrypt(&consumer, &r).unwrap()), customer(i));
-                ok.push((i, r));
-                during += 1;
-            }
-            Err(e) => {
-                failure = Some((i, e));
-                break;
-            }
-        }
-    }
-    let (failed_at, e) = failure.expect("production must fail closed once the extra uses are spent");
-    assert_eq!(e.kind(), ErrorKind::Kms, "{e}");
-    assert!(e.is_retryable(), "{e}");
-    assert!(e.message().contains(&kek), "{e}");
-    // 10 records on the DEK's normal budget (5 before the freeze), then 20 extra.
-    assert_eq!(during, 5 + 20, "records produced during the outage");
-    // Still failing within the retry interval, and again after a retry.
-    assert_eq!(encrypt(&producer, &customer(failed_at)).unwrap_err().kind(), ErrorKind::Kms);
-    std::thread::sleep(limits.kms_retry_interval);
-    assert!(encrypt(&producer, &customer(failed_at)).unwrap_err().is_retryable());
-
-    drop(frozen); // SIGCONT
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let recovered = loop {
-        match encrypt(&producer, &customer(1000)) {
-            Ok(r) => break r,
-            Err(e) => {
-                assert!(e.is_retryable(), "{e}");
-                assert!(Instant::now() < deadline, "production did not recover: {e}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    };
-    assert_ne!(key_entry(&recovered).2, first_dek, "a new DEK once the KMS is back");
-    ok.push((1000, recovered));
-
-    let fresh = codec(&kek, Arc::new(client(token_auth())), Limits::default());
-    for (i, r) in &ok {
-        assert_eq!(value_of(&decrypt(&fresh, r).unwrap()), customer(*i));
-    }
+    .run();
 }

@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use fieldcrypt::kms::{GcpAuth, GcpKms, GcpKmsConfig};
-use fieldcrypt::{Algorithm, Codec, ErrorKind, HttpOptions, KekUri, Kms, Limits, OwnedHeader, Policy, Record};
+use fieldcrypt::{Algorithm, Codec, ErrorKind, HttpOptions, KekUri, Kms, Limits, OwnedHeader, Record};
+use fieldcrypt_it::{pii_policy, run_id, value_of};
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------
@@ -275,7 +276,7 @@ fn respond(
 const TOKEN: &str = "ya29.it-access-token-secret";
 
 fn key_name(test: &str) -> String {
-    format!("projects/fieldcrypt-it/locations/global/keyRings/ring/cryptoKeys/{test}-{}", fieldcrypt_it::run_id())
+    format!("projects/fieldcrypt-it/locations/global/keyRings/ring/cryptoKeys/{test}-{}", run_id())
 }
 
 fn uri(key: &str) -> String {
@@ -292,12 +293,7 @@ fn quick_http() -> HttpOptions {
 }
 
 fn codec(key: &str, kms: GcpKms, limits: Limits) -> Codec {
-    let policy = json!({
-        "fieldcrypt_policy": 1,
-        "id": "it-gcp",
-        "encrypt": [{"name": "pii", "topics": ["t"], "fields": ["ssn", "email"], "key": uri(key)}],
-    });
-    Codec::builder(Policy::from_json(&policy.to_string()).unwrap()).kms(kms).limits(limits).build().unwrap()
+    Codec::builder(pii_policy("it-gcp", "t", &uri(key), None)).kms(kms).limits(limits).build().unwrap()
 }
 
 fn record(i: usize) -> Value {
@@ -310,10 +306,6 @@ fn encrypt(codec: &Codec, value: &Value) -> fieldcrypt::Result<Record> {
 
 fn decrypt(codec: &Codec, stored: &Record) -> Record {
     codec.decrypt("t", stored.key.as_deref(), stored.value.as_deref(), &stored.headers).unwrap()
-}
-
-fn json_of(record: &Record) -> Value {
-    serde_json::from_slice(record.value.as_deref().unwrap()).unwrap()
 }
 
 fn header_versions(stored: &Record) -> Vec<String> {
@@ -353,7 +345,7 @@ fn round_trip_between_separate_producer_and_consumer() {
         let header = fieldcrypt::header::parse(stored.fieldcrypt_header().unwrap()).unwrap();
         assert_eq!(header.keys[0].kek, uri(&key));
         let back = decrypt(&consumer, stored);
-        assert_eq!(&json_of(&back), plain);
+        assert_eq!(&value_of(&back), plain);
         assert!(back.fieldcrypt_header().is_none(), "header removed once everything is decrypted");
     }
     let (p, c) = (producer.stats(), consumer.stats());
@@ -395,7 +387,7 @@ fn kek_rotation_new_deks_use_the_new_version_and_old_records_still_decrypt() {
 
     let consumer = codec(&key, client(&fake, TOKEN, quick_http()), Limits::default());
     for (plain, r) in &stored {
-        assert_eq!(&json_of(&decrypt(&consumer, r)), plain, "records under versions 1 and 2 decrypt");
+        assert_eq!(&value_of(&decrypt(&consumer, r)), plain, "records under versions 1 and 2 decrypt");
     }
     assert_eq!(consumer.stats().fields_withheld, 0);
 }
@@ -413,20 +405,20 @@ fn revocation_disabling_the_key_version_withholds_fields_after_the_cache_ttl() {
     let limits = Limits { dek_cache_ttl: ttl, dek_denied_ttl: Duration::from_millis(100), ..Limits::default() };
     let consumer = codec(&key, client(&fake, TOKEN, quick_http()), limits);
     for (plain, r) in originals.iter().zip(&stored) {
-        assert_eq!(&json_of(&decrypt(&consumer, r)), plain);
+        assert_eq!(&value_of(&decrypt(&consumer, r)), plain);
     }
     let revoked_at = Instant::now();
     fake.disable(&key, 1);
     // Within the TTL the cached DEK still serves (the documented revocation delay).
     let cached = decrypt(&consumer, &stored[0]);
     if revoked_at.elapsed() < ttl {
-        assert_eq!(json_of(&cached), originals[0]);
+        assert_eq!(value_of(&cached), originals[0]);
     }
     std::thread::sleep(ttl + Duration::from_millis(200));
     for (plain, r) in originals.iter().zip(&stored) {
         let out = decrypt(&consumer, r);
-        let seen = json_of(&out);
-        assert_eq!(seen, json_of(r), "after the TTL the fields stay ciphertext (the default fallback)");
+        let seen = value_of(&out);
+        assert_eq!(seen, value_of(r), "after the TTL the fields stay ciphertext (the default fallback)");
         assert_ne!(seen["ssn"], plain["ssn"]);
         assert_sealed(&out, plain);
     }
@@ -468,7 +460,7 @@ fn wrong_credentials_are_access_denied_naming_the_key_not_the_token() {
     let stored = encrypt(&good, &record(2)).unwrap();
     let consumer = codec(&key, client(&fake, wrong, quick_http()), Limits::default());
     let out = decrypt(&consumer, &stored);
-    assert_eq!(json_of(&out), json_of(&stored));
+    assert_eq!(value_of(&out), value_of(&stored));
     assert!(consumer.stats().fields_withheld > 0);
     // Wrapping with the wrong token never reached the key.
     assert_eq!(fake.calls(), (1, 0));
@@ -549,7 +541,7 @@ fn outage_producer_uses_extra_dek_uses_then_fails_closed_and_recovers() {
     let mut ok: Vec<(Value, Record)> = Vec::new();
     for i in 0..5 {
         let r = encrypt(&producer, &record(i)).unwrap();
-        assert_eq!(json_of(&decrypt(&consumer, &r)), record(i), "consumer cache warmed");
+        assert_eq!(value_of(&decrypt(&consumer, &r)), record(i), "consumer cache warmed");
         ok.push((record(i), r));
     }
 
@@ -571,7 +563,7 @@ fn outage_producer_uses_extra_dek_uses_then_fails_closed_and_recovers() {
         // Consumers keep decrypting with cached DEKs while the KMS is down.
         for (plain, r) in &ok {
             if dek_ids(r) == dek_ids(&ok[0].1) {
-                assert_eq!(&json_of(&decrypt(&consumer, r)), plain);
+                assert_eq!(&value_of(&decrypt(&consumer, r)), plain);
             }
         }
         failure
@@ -602,6 +594,6 @@ fn outage_producer_uses_extra_dek_uses_then_fails_closed_and_recovers() {
     ok.push((record(500), recovered));
     let fresh = codec(&key, client(&fake, TOKEN, quick_http()), Limits::default());
     for (plain, r) in &ok {
-        assert_eq!(&json_of(&decrypt(&fresh, r)), plain);
+        assert_eq!(&value_of(&decrypt(&fresh, r)), plain);
     }
 }

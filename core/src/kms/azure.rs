@@ -21,10 +21,8 @@
 //! app registration (the token is fetched on first use, cached until shortly before it expires,
 //! and fetched again once when Key Vault answers 401).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
@@ -34,6 +32,7 @@ use reqwest::Url;
 use serde::Deserialize;
 use zeroize::{Zeroize, Zeroizing};
 
+use super::token::{transport_error, TokenCache};
 use super::{KekUri, Kms, WrapContext, WrappedDek};
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{off_runtime, truncate, HttpClient, HttpOptions, Reply, SendError};
@@ -185,15 +184,8 @@ pub struct AzureKeyVault {
     http: HttpClient,
     /// `https`, or `http` in this module's tests against a local stub.
     vault_scheme: &'static str,
-    /// Client-credentials tokens by scope.
-    tokens: Mutex<HashMap<String, CachedToken>>,
-}
-
-struct CachedToken {
-    token: Zeroizing<String>,
-    refresh_at: Instant,
-    /// Bumped by every fetch, so threads that saw a 401 fetch a new token only once between them.
-    generation: u64,
+    /// Client-credentials tokens by scope, fetched again once due or refused (401).
+    tokens: TokenCache,
 }
 
 impl fmt::Debug for AzureKeyVault {
@@ -345,7 +337,7 @@ impl AzureKeyVault {
             token_url,
             http,
             vault_scheme: "https",
-            tokens: Mutex::new(HashMap::new()),
+            tokens: TokenCache::new(),
         })
     }
 
@@ -356,40 +348,24 @@ impl AzureKeyVault {
 
     /// `text` with every credential replaced, for error messages made of server answers.
     fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for secret in self.auth.secrets() {
-            if secret.len() >= 4 {
-                out = out.replace(secret, "<redacted>");
-            }
-        }
-        // try_lock: the caller may hold the lock (a token fetch in progress).
-        if let Ok(tokens) = self.tokens.try_lock() {
-            for t in tokens.values() {
-                if t.token.len() >= 4 {
-                    out = out.replace(t.token.as_str(), "<redacted>");
-                }
-            }
-        }
-        out
+        self.tokens.redact(text, self.auth.secrets())
     }
 
     /// The access token for `scope` (fetching one if there is none, it is due for refresh, or it
     /// is the one of generation `stale` that Key Vault refused) and its generation.
     fn token(&self, scope: &str, kek: &KekUri, stale: Option<u64>) -> Result<(Zeroizing<String>, u64)> {
-        let AzureAuth::ClientCredentials { tenant_id, client_id, client_secret, .. } = &self.auth else {
-            let AzureAuth::BearerToken(token) = &self.auth else { unreachable!() };
+        if let AzureAuth::BearerToken(token) = &self.auth {
             return Ok((Zeroizing::new(token.clone()), 0));
+        }
+        self.tokens.get_or_fetch(scope, stale, || self.fetch_token(scope, kek))
+    }
+
+    /// A client-credentials token for `scope` from the token endpoint, and when to refresh it.
+    fn fetch_token(&self, scope: &str, kek: &KekUri) -> Result<(Zeroizing<String>, Option<Instant>)> {
+        let AzureAuth::ClientCredentials { tenant_id, client_id, client_secret, .. } = &self.auth else {
+            unreachable!("fetch_token is only called for client credentials")
         };
         let token_url = self.token_url.as_ref().expect("set for client credentials");
-        // Held across the fetch: concurrent callers wait for one fetch instead of racing.
-        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        let mut generation = 0;
-        if let Some(cached) = tokens.get(scope) {
-            if Instant::now() < cached.refresh_at && stale != Some(cached.generation) {
-                return Ok((cached.token.clone(), cached.generation));
-            }
-            generation = cached.generation;
-        }
         let what = || {
             format!(
                 "Microsoft Entra token request (tenant {tenant_id}, client {client_id}, scope {scope}) for KEK {kek}"
@@ -436,23 +412,12 @@ impl AzureKeyVault {
         })?;
         let lifetime = parse_expires_in(answer.expires_in.as_ref()).unwrap_or(DEFAULT_TOKEN_LIFETIME);
         let margin = TOKEN_REFRESH_MARGIN.min(lifetime / 5);
-        generation += 1;
-        tokens.insert(
-            scope.to_string(),
-            CachedToken { token: token.clone(), refresh_at: Instant::now() + (lifetime - margin), generation },
-        );
-        Ok((token, generation))
+        Ok((token, Some(Instant::now() + (lifetime - margin))))
     }
 
     /// Transport failures as errors naming `what`.
     fn transport(&self, result: std::result::Result<Reply, SendError>, what: &dyn Fn() -> String) -> Result<Reply> {
-        result.map_err(|e| match e {
-            SendError::Unavailable { .. } => {
-                Error::retryable(ErrorKind::Kms, format!("{} is unavailable: {}", what(), self.redact(&e.describe())))
-            }
-            SendError::Invalid(_) => Error::config(format!("{}: {}", what(), self.redact(&e.describe()))),
-            SendError::TooLarge { .. } => Error::new(ErrorKind::Kms, format!("{}: {}", what(), e.describe())),
-        })
+        result.map_err(|e| transport_error(&what(), &e, |text| self.redact(text)))
     }
 
     /// One Key Vault request (`body` None: GET), with a fresh token and one more try when Key
@@ -799,9 +764,9 @@ fn clean(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::crypto::Algorithm;
-    use std::io::{BufRead, BufReader, Read, Write};
+    use crate::kms::test_http::{read_request, respond, Seen};
     use std::net::{TcpListener, TcpStream};
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
 
     const CTX: WrapContext<'static> = WrapContext { dek_id: &[7; 16], algorithm: Algorithm::Aes256Gcm };
     const V1: &str = "0123456789abcdef0123456789abcdef";
@@ -972,20 +937,6 @@ mod tests {
 
     // ---- a tiny HTTP server standing in for Key Vault and the token endpoint ----
 
-    #[derive(Debug, Clone)]
-    struct Seen {
-        method: String,
-        path: String,
-        headers: Vec<(String, String)>,
-        body: String,
-    }
-
-    impl Seen {
-        fn header(&self, name: &str) -> Option<&str> {
-            self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-        }
-    }
-
     type Handler = dyn Fn(&Seen) -> (u16, String) + Send + Sync;
 
     struct Stub {
@@ -1044,40 +995,10 @@ mod tests {
     }
 
     fn serve(stream: TcpStream, log: &Mutex<Vec<Seen>>, handler: &Handler) {
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut parts = line.split_whitespace();
-        let method = parts.next().unwrap_or("").to_string();
-        let path = parts.next().unwrap_or("").to_string();
-        let mut headers = Vec::new();
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                break;
-            }
-            if let Some((n, v)) = h.trim_end().split_once(':') {
-                headers.push((n.trim().to_string(), v.trim().to_string()));
-            }
-        }
-        let len = headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0usize);
-        let mut body = vec![0; len];
-        let _ = reader.read_exact(&mut body);
-        let seen = Seen { method, path, headers, body: String::from_utf8_lossy(&body).into_owned() };
+        let Some(seen) = read_request(&stream) else { return };
         log.lock().unwrap().push(seen.clone());
         let (status, body) = handler(&seen);
-        let mut stream = stream;
-        let _ = write!(
-            stream,
-            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
+        respond(stream, status, "application/json", &body);
     }
 
     /// A "vault" whose wrap is byte reversal: enough to see what goes where.

@@ -13,7 +13,6 @@
 
 use std::fmt;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::rand::SystemRandom;
@@ -23,8 +22,8 @@ use base64::Engine;
 use serde::Deserialize;
 use zeroize::{Zeroize, Zeroizing};
 
+use super::token::TokenCache;
 use super::{KekUri, Kms, WrapContext, WrappedDek};
-use crate::crypto::hex;
 use crate::error::{Error, ErrorKind, Result};
 use crate::formats::json::error_position;
 use crate::http::{off_runtime, truncate, HttpClient, HttpOptions, SendError};
@@ -144,12 +143,8 @@ struct ServiceAccount {
     private_key_id: Option<String>,
     token_uri: String,
     key: RsaKeyPair,
-    cached: Mutex<Option<CachedToken>>,
-}
-
-struct CachedToken {
-    token: Zeroizing<String>,
-    refresh_at: Instant,
+    /// The access token (under [`GCP_KMS_SCOPE`]), until shortly before it expires or a 401.
+    tokens: TokenCache,
 }
 
 impl fmt::Debug for GcpKms {
@@ -255,7 +250,7 @@ impl Kms for GcpKms {
 
     fn wrap(&self, kek: &KekUri, dek: &[u8], ctx: &WrapContext<'_>) -> Result<WrappedDek> {
         let key = key_name(kek)?;
-        let body = encrypt_body(dek, &wrap_context(ctx));
+        let body = encrypt_body(dek, &ctx.bytes());
         let url = self.url(key, "encrypt");
         let reply = off_runtime(|| self.post(Op::Encrypt, kek, &url, body.as_bytes()))?;
         parse_encrypt_response(kek, key, &reply)
@@ -272,16 +267,11 @@ impl Kms for GcpKms {
         if !is_version_id(kek_version) {
             return Err(Error::new(ErrorKind::KeyNotFound, format!("KEK {kek} has no version {kek_version:?}")));
         }
-        let body = decrypt_body(wrapped, &wrap_context(ctx));
+        let body = decrypt_body(wrapped, &ctx.bytes());
         let url = self.url(key, "decrypt");
         let reply = off_runtime(|| self.post(Op::Decrypt, kek, &url, body.as_bytes()))?;
         parse_decrypt_response(kek, key, kek_version, &reply)
     }
-}
-
-/// The associated data a wrapped DEK is bound to: `fieldcrypt:v1:<hex dek id>:<algorithm>`.
-fn wrap_context(ctx: &WrapContext<'_>) -> Vec<u8> {
-    format!("fieldcrypt:v1:{}:{}", hex(ctx.dek_id), ctx.algorithm.name()).into_bytes()
 }
 
 /// The CryptoKey resource name of a `gcp-kms://` URI, checked to be exactly
@@ -570,24 +560,22 @@ impl ServiceAccount {
             private_key_id: file.private_key_id.clone().filter(|k| !k.is_empty()),
             token_uri,
             key,
-            cached: Mutex::new(None),
+            tokens: TokenCache::new(),
         })
     }
 
     /// A cached token, or a new one from the token endpoint.
     fn token(&self, http: &HttpClient) -> std::result::Result<Zeroizing<String>, AuthError> {
-        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = cached.as_ref().filter(|c| Instant::now() < c.refresh_at) {
-            return Ok(c.token.clone());
-        }
-        let asked = Instant::now();
-        let (token, lifetime) = self.fetch_token(http)?;
-        *cached = Some(CachedToken { token: token.clone(), refresh_at: asked + refresh_after(lifetime) });
+        let (token, _) = self.tokens.get_or_fetch(GCP_KMS_SCOPE, None, || {
+            let asked = Instant::now();
+            let (token, lifetime) = self.fetch_token(http)?;
+            Ok((token, Some(asked + refresh_after(lifetime))))
+        })?;
         Ok(token)
     }
 
     fn forget_token(&self) {
-        *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.tokens.forget(GCP_KMS_SCOPE);
     }
 
     /// The signed JWT asking `token_uri` for a Cloud KMS token, issued at `iat` (Unix seconds).
@@ -754,7 +742,6 @@ fn pem_body(pem: &str) -> std::result::Result<(String, Zeroizing<Vec<u8>>), Stri
 
 #[cfg(test)]
 mod tests {
-    use std::io::{BufRead, BufReader, Read, Write};
     use std::net::{TcpListener, TcpStream};
     use std::sync::mpsc;
 
@@ -764,6 +751,7 @@ mod tests {
 
     use super::*;
     use crate::crypto::Algorithm;
+    use crate::kms::test_http::{read_request, respond, Seen};
 
     const KEY: &str = "projects/fieldcrypt-test/locations/global/keyRings/ring/cryptoKeys/kek";
     const TOKEN: &str = "ya29.test-token-do-not-log";
@@ -788,23 +776,6 @@ mod tests {
             max_retries: 1,
             backoff: Duration::from_millis(10),
             ca_pem: None,
-        }
-    }
-
-    /// One request as the stub saw it.
-    #[derive(Debug)]
-    struct Seen {
-        line: String,
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
-    }
-
-    impl Seen {
-        fn header(&self, name: &str) -> Option<&str> {
-            self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-        }
-        fn json(&self) -> serde_json::Value {
-            serde_json::from_slice(&self.body).unwrap()
         }
     }
 
@@ -844,33 +815,9 @@ mod tests {
     }
 
     fn serve(stream: TcpStream, status: u16, body: &str) -> Option<Seen> {
-        let mut reader = BufReader::new(stream.try_clone().ok()?);
-        let mut line = String::new();
-        reader.read_line(&mut line).ok()?;
-        let mut headers = Vec::new();
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).ok()? == 0 || h == "\r\n" {
-                break;
-            }
-            let (n, v) = h.trim_end().split_once(':')?;
-            headers.push((n.trim().to_string(), v.trim().to_string()));
-        }
-        let len = headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0usize);
-        let mut request_body = vec![0u8; len];
-        reader.read_exact(&mut request_body).ok()?;
-        let mut stream = stream;
-        write!(
-            stream,
-            "HTTP/1.1 {status} Stub\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .ok()?;
-        Some(Seen { line: line.trim_end().to_string(), headers, body: request_body })
+        let request = read_request(&stream)?;
+        respond(stream, status, "application/json", body);
+        Some(request)
     }
 
     fn client(url: &str, auth: GcpAuth) -> GcpKms {
@@ -902,15 +849,6 @@ mod tests {
             "token_uri": token_uri,
         })
         .to_string()
-    }
-
-    #[test]
-    fn context_is_the_documented_byte_string() {
-        let id = [0xab; 16];
-        assert_eq!(
-            String::from_utf8(wrap_context(&ctx(&id))).unwrap(),
-            format!("fieldcrypt:v1:{}:AES256_GCM", "ab".repeat(16))
-        );
     }
 
     #[test]
@@ -951,7 +889,7 @@ mod tests {
         assert_eq!(seen.header("content-type"), Some("application/json"));
         let body = seen.json();
         assert_eq!(body["plaintext"], STANDARD.encode(dek));
-        assert_eq!(body["additionalAuthenticatedData"], STANDARD.encode(wrap_context(&ctx(&id))));
+        assert_eq!(body["additionalAuthenticatedData"], STANDARD.encode(ctx(&id).bytes()));
         assert_eq!(body.as_object().unwrap().len(), 2);
     }
 
@@ -968,7 +906,7 @@ mod tests {
         assert_eq!(seen.header("authorization"), None, "GcpAuth::None sends no credentials");
         let body = seen.json();
         assert_eq!(body["ciphertext"], STANDARD.encode(b"opaque-ciphertext"));
-        assert_eq!(body["additionalAuthenticatedData"], STANDARD.encode(wrap_context(&ctx(&id))));
+        assert_eq!(body["additionalAuthenticatedData"], STANDARD.encode(ctx(&id).bytes()));
     }
 
     #[test]
@@ -1122,7 +1060,7 @@ mod tests {
         let exchange = stub.next();
         assert_eq!(exchange.line, "POST /token HTTP/1.1");
         assert_eq!(exchange.header("content-type"), Some("application/x-www-form-urlencoded"));
-        let form = String::from_utf8(exchange.body).unwrap();
+        let form = exchange.body;
         let assertion = form
             .strip_prefix("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=")
             .unwrap_or_else(|| panic!("unexpected form {form}"));
@@ -1152,7 +1090,7 @@ mod tests {
         assert!(text.contains(kek().as_str()) && text.contains("invalid_grant"), "{text}");
         assert!(text.contains("fieldcrypt@fieldcrypt-test.iam.gserviceaccount.com"), "{text}");
         let exchange = stub.next();
-        let form = String::from_utf8(exchange.body).unwrap();
+        let form = exchange.body;
         let assertion = form.rsplit('=').next().unwrap();
         assert!(!text.contains(assertion) && !text.contains("PRIVATE KEY"), "{text}");
         let key_body = pem.lines().nth(1).unwrap();

@@ -7,13 +7,16 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
-use crate::crypto::{Algorithm, DekId};
+use crate::crypto::{hex, Algorithm, DekId};
 use crate::error::{Error, ErrorKind, Result};
 
 mod aws;
 mod azure;
 mod gcp;
 mod local;
+#[cfg(test)]
+pub(crate) mod test_http;
+mod token;
 mod vault;
 
 pub use aws::{AwsCredentials, AwsKms, AwsKmsConfig};
@@ -71,6 +74,20 @@ pub struct WrapContext<'a> {
     pub algorithm: Algorithm,
 }
 
+impl WrapContext<'_> {
+    /// The DEK id in lowercase hex, as the KMS requests carry it.
+    pub(crate) fn dek_id_hex(&self) -> String {
+        hex(self.dek_id)
+    }
+
+    /// The bytes a wrapped DEK is bound to where a KMS takes associated data (Vault Transit
+    /// `associated_data`, Cloud KMS `additionalAuthenticatedData`):
+    /// `fieldcrypt:v1:<hex DEK id>:<algorithm>`.
+    pub(crate) fn bytes(&self) -> Vec<u8> {
+        format!("fieldcrypt:v1:{}:{}", self.dek_id_hex(), self.algorithm.name()).into_bytes()
+    }
+}
+
 /// A data key wrapped by a KEK, with the KEK version the KMS used.
 #[derive(Clone, PartialEq, Eq)]
 pub struct WrappedDek {
@@ -125,5 +142,13 @@ mod tests {
         assert!(KekUri::parse("foo://x").unwrap_err().contains("unknown scheme"));
         assert!(KekUri::parse("local://").is_err());
         assert!(KekUri::parse("demo").is_err());
+    }
+
+    #[test]
+    fn context_is_the_documented_byte_string() {
+        let id = [0xab; 16];
+        let ctx = WrapContext { dek_id: &id, algorithm: Algorithm::Aes256Gcm };
+        assert_eq!(ctx.dek_id_hex(), "ab".repeat(16));
+        assert_eq!(String::from_utf8(ctx.bytes()).unwrap(), format!("fieldcrypt:v1:{}:AES256_GCM", "ab".repeat(16)));
     }
 }

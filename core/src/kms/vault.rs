@@ -14,10 +14,8 @@
 //! Versions: Transit's ciphertext is `vault:vN:<base64>`; `N` is the KEK version recorded in the
 //! fieldcrypt header and the whole string is the wrapped DEK. Unwrap checks that the two agree.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -26,10 +24,10 @@ use reqwest::header::HeaderValue;
 use serde::Deserialize;
 use zeroize::{Zeroize, Zeroizing};
 
+use super::token::{transport_error, TokenCache};
 use super::{KekUri, Kms, WrapContext, WrappedDek};
-use crate::crypto::hex;
 use crate::error::{Error, ErrorKind, Result};
-use crate::http::{off_runtime, truncate, HttpClient, HttpOptions, Reply, SendError};
+use crate::http::{off_runtime, truncate, HttpClient, HttpOptions, Reply};
 
 /// Vault's default API port, used when a KEK URI names none.
 pub const VAULT_DEFAULT_PORT: u16 = 8200;
@@ -183,16 +181,8 @@ pub struct VaultKms {
     namespace_text: Option<String>,
     plain_http: bool,
     http: HttpClient,
-    /// AppRole client tokens by server base URL.
-    tokens: Mutex<HashMap<String, LoginToken>>,
-}
-
-struct LoginToken {
-    token: Zeroizing<String>,
-    /// Replace by a new login after this instant (None: the token does not expire).
-    renew_at: Option<Instant>,
-    /// Bumped by every login, so threads that saw a 403 re-login only once between them.
-    generation: u64,
+    /// AppRole client tokens by server base URL, replaced by a new login once due or refused.
+    tokens: TokenCache,
 }
 
 impl fmt::Debug for VaultKms {
@@ -278,11 +268,6 @@ struct ErrorBody {
     errors: Vec<String>,
 }
 
-/// The byte string a wrapped DEK is bound to (Transit `associated_data`).
-pub(crate) fn wrap_context(ctx: &WrapContext<'_>) -> Vec<u8> {
-    format!("fieldcrypt:v1:{}:{}", hex(ctx.dek_id), ctx.algorithm.name()).into_bytes()
-}
-
 impl VaultKms {
     /// Validates the configuration and builds the HTTP client (no request is made: AppRole logs in
     /// on first use, since the server is named by each KEK URI).
@@ -319,14 +304,7 @@ impl VaultKms {
         if let VaultAuth::AppRole { mount, .. } = &mut auth {
             *mount = mount.trim_matches('/').to_string();
         }
-        Ok(VaultKms {
-            auth,
-            namespace,
-            namespace_text,
-            plain_http: config.plain_http,
-            http,
-            tokens: Mutex::new(HashMap::new()),
-        })
+        Ok(VaultKms { auth, namespace, namespace_text, plain_http: config.plain_http, http, tokens: TokenCache::new() })
     }
 
     /// The server and key a `vault://HOST[:PORT]/MOUNT/keys/NAME` URI names.
@@ -336,21 +314,7 @@ impl VaultKms {
 
     /// `text` with every credential replaced, for error messages made of server answers.
     fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for secret in self.auth.secrets() {
-            if secret.len() >= 4 {
-                out = out.replace(secret, "<redacted>");
-            }
-        }
-        // try_lock: the caller may hold the lock (a login in progress).
-        if let Ok(tokens) = self.tokens.try_lock() {
-            for t in tokens.values() {
-                if t.token.len() >= 4 {
-                    out = out.replace(t.token.as_str(), "<redacted>");
-                }
-            }
-        }
-        out
+        self.tokens.redact(text, self.auth.secrets())
     }
 
     /// One POST with the client's headers; transport failures become errors naming `what`.
@@ -370,31 +334,20 @@ impl VaultKms {
             }
             request
         });
-        result.map_err(|e| match e {
-            SendError::Unavailable { .. } => {
-                Error::retryable(ErrorKind::Kms, format!("{} is unavailable: {}", what(), self.redact(&e.describe())))
-            }
-            SendError::Invalid(_) => Error::config(format!("{}: {}", what(), self.redact(&e.describe()))),
-            SendError::TooLarge { .. } => Error::new(ErrorKind::Kms, format!("{}: {}", what(), e.describe())),
-        })
+        result.map_err(|e| transport_error(&what(), &e, |text| self.redact(text)))
     }
 
-    /// The AppRole token for `base` (logging in if there is none or it is due for renewal) and
-    /// its generation.
+    /// The AppRole token for `base` (logging in if there is none, it is due for renewal, or it is
+    /// the one of generation `stale` that Vault refused) and its generation.
     fn approle_token(&self, base: &str, kek: &KekUri, stale: Option<u64>) -> Result<(Zeroizing<String>, u64)> {
+        self.tokens.get_or_fetch(base, stale, || self.approle_login(base, kek))
+    }
+
+    /// `POST /v1/auth/<mount>/login` at `base`: a client token and when to renew it.
+    fn approle_login(&self, base: &str, kek: &KekUri) -> Result<(Zeroizing<String>, Option<Instant>)> {
         let VaultAuth::AppRole { role_id, secret_id, mount } = &self.auth else {
-            unreachable!("approle_token is only called for AppRole auth")
+            unreachable!("approle_login is only called for AppRole auth")
         };
-        // Held across the login: concurrent callers wait for one login instead of racing.
-        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        let mut generation = 0;
-        if let Some(cached) = tokens.get(base) {
-            let due = cached.renew_at.is_some_and(|at| Instant::now() >= at);
-            if !due && stale != Some(cached.generation) {
-                return Ok((cached.token.clone(), cached.generation));
-            }
-            generation = cached.generation;
-        }
         let url = format!("{base}/v1/auth/{mount}/login");
         let body = Zeroizing::new(
             serde_json::to_vec(&serde_json::json!({"role_id": role_id, "secret_id": secret_id}))
@@ -426,7 +379,6 @@ impl VaultKms {
         }
         let renew_at = (auth.lease_duration > 0)
             .then(|| Instant::now() + Duration::from_secs(auth.lease_duration).mul_f64(RENEW_AT_FRACTION));
-        let generation = generation + 1;
         tracing::debug!(
             target: "fieldcrypt::kms",
             server = base,
@@ -434,8 +386,7 @@ impl VaultKms {
             lease_s = auth.lease_duration,
             "vault AppRole login"
         );
-        tokens.insert(base.to_string(), LoginToken { token: token.clone(), renew_at, generation });
-        Ok((token, generation))
+        Ok((token, renew_at))
     }
 
     /// Calls Transit `op` on the key `target` names and returns the `data` of its answer.
@@ -602,7 +553,7 @@ impl Kms for VaultKms {
         body.push_str("{\"plaintext\":\"");
         B64.encode_string(dek, &mut body);
         body.push_str("\",\"associated_data\":\"");
-        B64.encode_string(wrap_context(ctx), &mut body);
+        B64.encode_string(ctx.bytes(), &mut body);
         body.push_str("\"}");
         let data: EncryptData = off_runtime(|| self.transit(kek, &target, Op::Encrypt, body.as_bytes()))?;
         let version = transit_version(&data.ciphertext).ok_or_else(|| {
@@ -639,7 +590,7 @@ impl Kms for VaultKms {
                 "wrapped data key for KEK {kek} is of key version {version}, but the header says {kek_version:?}"
             )));
         }
-        let body = serde_json::json!({"ciphertext": ciphertext, "associated_data": B64.encode(wrap_context(ctx))});
+        let body = serde_json::json!({"ciphertext": ciphertext, "associated_data": B64.encode(ctx.bytes())});
         let body = serde_json::to_vec(&body).expect("a JSON value serializes");
         let data: DecryptData = off_runtime(|| self.transit(kek, &target, Op::Decrypt, &body))?;
         let plaintext = Zeroizing::new(data.plaintext);
@@ -680,26 +631,9 @@ impl Kms for VaultKms {
 mod tests {
     use super::*;
     use crate::crypto::Algorithm;
-    use std::io::{BufRead, BufReader, Read, Write};
+    use crate::kms::test_http::{stub, Seen};
     use std::net::TcpListener;
     use std::sync::{Arc, Mutex};
-
-    /// A request as the stub saw it.
-    #[derive(Debug, Clone)]
-    struct Seen {
-        line: String,
-        headers: Vec<(String, String)>,
-        body: String,
-    }
-
-    impl Seen {
-        fn header(&self, name: &str) -> Option<&str> {
-            self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-        }
-        fn json(&self) -> serde_json::Value {
-            serde_json::from_str(&self.body).unwrap()
-        }
-    }
 
     /// A local HTTP stub answering each request with the next scripted (status, body), then 500.
     struct Stub {
@@ -709,50 +643,11 @@ mod tests {
 
     impl Stub {
         fn start(script: Vec<(u16, &str)>) -> Stub {
-            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            let addr = listener.local_addr().unwrap().to_string();
-            let seen = Arc::new(Mutex::new(Vec::new()));
-            let log = seen.clone();
-            let mut script: std::collections::VecDeque<(u16, String)> =
-                script.into_iter().map(|(s, b)| (s, b.to_string())).collect();
-            std::thread::spawn(move || {
-                for stream in listener.incoming() {
-                    let Ok(mut stream) = stream else { continue };
-                    let mut reader = BufReader::new(stream.try_clone().unwrap());
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        continue;
-                    }
-                    let mut headers = Vec::new();
-                    let mut len = 0;
-                    loop {
-                        let mut h = String::new();
-                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                            break;
-                        }
-                        let (n, v) = h.trim_end().split_once(':').unwrap();
-                        if n.eq_ignore_ascii_case("content-length") {
-                            len = v.trim().parse().unwrap();
-                        }
-                        headers.push((n.to_string(), v.trim().to_string()));
-                    }
-                    let mut body = vec![0; len];
-                    reader.read_exact(&mut body).unwrap();
-                    log.lock().unwrap().push(Seen {
-                        line: line.trim_end().to_string(),
-                        headers,
-                        body: String::from_utf8(body).unwrap(),
-                    });
-                    let (status, body) = script.pop_front().unwrap_or((500, "{\"errors\":[\"script done\"]}".into()));
-                    let _ = write!(
-                        stream,
-                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-                         Connection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                }
+            let script: Vec<(u16, String)> = script.into_iter().map(|(s, b)| (s, b.to_string())).collect();
+            let (url, seen) = stub("application/json", move |n, _| {
+                script.get(n).cloned().unwrap_or((500, "{\"errors\":[\"script done\"]}".into()))
             });
-            Stub { addr, seen }
+            Stub { addr: url.trim_start_matches("http://").to_string(), seen }
         }
         fn seen(&self) -> Vec<Seen> {
             self.seen.lock().unwrap().clone()
@@ -848,7 +743,7 @@ mod tests {
         assert_eq!(body["plaintext"], B64.encode([7; 32]));
         let expected_ctx = format!("fieldcrypt:v1:{}:AES256_GCM", "ab".repeat(16));
         assert_eq!(body["associated_data"], B64.encode(&expected_ctx));
-        assert_eq!(wrap_context(&ctx()), expected_ctx.as_bytes());
+        assert_eq!(ctx().bytes(), expected_ctx.as_bytes());
     }
 
     #[test]
@@ -868,7 +763,7 @@ mod tests {
         assert_eq!(seen[0].line, "POST /v1/transit/decrypt/k HTTP/1.1");
         assert_eq!(seen[0].header("x-vault-namespace"), None);
         assert_eq!(seen[0].json()["ciphertext"], "vault:v1:AAAA");
-        assert_eq!(seen[0].json()["associated_data"], B64.encode(wrap_context(&ctx())));
+        assert_eq!(seen[0].json()["associated_data"], B64.encode(ctx().bytes()));
     }
 
     #[test]

@@ -885,8 +885,8 @@ region = us-east-2
 
     fn stub(
         answer: impl Fn(usize) -> (u16, String) + Send + 'static,
-    ) -> (String, std::sync::Arc<Mutex<Vec<super::super::test_http::Seen>>>) {
-        super::super::test_http::stub(move |n, _| answer(n))
+    ) -> (String, std::sync::Arc<Mutex<Vec<crate::kms::test_http::Seen>>>) {
+        crate::kms::test_http::stub(super::super::CONTENT_TYPE, move |n, _| answer(n))
     }
 
     fn sts_answer(expires: &str) -> String {

@@ -182,13 +182,12 @@ impl Kms for AwsKms {
 
     fn wrap(&self, kek: &KekUri, dek: &[u8], ctx: &WrapContext<'_>) -> Result<WrappedDek> {
         let arn = KeyArn::of_uri(kek)?;
-        let dek_hex = hex(ctx.dek_id);
         let plaintext = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(dek));
         let request = Zeroizing::new(
             serde_json::to_vec(&EncryptRequest {
                 key_id: arn.arn,
                 plaintext: &plaintext,
-                encryption_context: EncryptionContext { dek: &dek_hex, alg: ctx.algorithm.name() },
+                encryption_context: EncryptionContext::of(ctx),
             })
             .map_err(|e| Error::new(ErrorKind::Kms, format!("cannot encode an AWS KMS request: {e}")))?,
         );
@@ -219,12 +218,11 @@ impl Kms for AwsKms {
         arn.accepts_version(kek_version).map_err(|why| {
             Error::new(ErrorKind::KeyNotFound, format!("AWS KMS key {kek_version:?} is not usable with {kek}: {why}"))
         })?;
-        let dek_hex = hex(ctx.dek_id);
         let blob = base64::engine::general_purpose::STANDARD.encode(wrapped);
         let request = serde_json::to_vec(&DecryptRequest {
             ciphertext_blob: &blob,
             key_id: kek_version,
-            encryption_context: EncryptionContext { dek: &dek_hex, alg: ctx.algorithm.name() },
+            encryption_context: EncryptionContext::of(ctx),
         })
         .map_err(|e| Error::new(ErrorKind::Kms, format!("cannot encode an AWS KMS request: {e}")))?;
         let body = off_runtime(|| self.call(kek, &arn, "Decrypt", &request))?;
@@ -246,12 +244,20 @@ impl Kms for AwsKms {
     }
 }
 
+/// `{"fieldcrypt:dek": <hex DEK id>, "fieldcrypt:alg": <algorithm>}`: what AWS binds a wrapped
+/// DEK to (its equivalent of [`WrapContext::bytes`]).
 #[derive(Serialize)]
-struct EncryptionContext<'a> {
+struct EncryptionContext {
     #[serde(rename = "fieldcrypt:dek")]
-    dek: &'a str,
+    dek: String,
     #[serde(rename = "fieldcrypt:alg")]
-    alg: &'a str,
+    alg: &'static str,
+}
+
+impl EncryptionContext {
+    fn of(ctx: &WrapContext<'_>) -> EncryptionContext {
+        EncryptionContext { dek: ctx.dek_id_hex(), alg: ctx.algorithm.name() }
+    }
 }
 
 #[derive(Serialize)]
@@ -259,7 +265,7 @@ struct EncryptionContext<'a> {
 struct EncryptRequest<'a> {
     key_id: &'a str,
     plaintext: &'a str,
-    encryption_context: EncryptionContext<'a>,
+    encryption_context: EncryptionContext,
 }
 
 #[derive(Serialize)]
@@ -267,7 +273,7 @@ struct EncryptRequest<'a> {
 struct DecryptRequest<'a> {
     ciphertext_blob: &'a str,
     key_id: &'a str,
-    encryption_context: EncryptionContext<'a>,
+    encryption_context: EncryptionContext,
 }
 
 #[derive(Deserialize)]
@@ -282,14 +288,6 @@ struct EncryptResponse {
 struct DecryptResponse {
     plaintext: Option<String>,
     key_id: Option<String>,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -514,78 +512,10 @@ fn error_from_reply(what: &str, status: u16, body: &[u8], credentials: &AwsCrede
 }
 
 #[cfg(test)]
-pub(crate) mod test_http {
-    //! A tiny HTTP stub for unit tests: one request per connection, every request recorded.
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Debug, Clone)]
-    pub struct Seen {
-        pub request_line: String,
-        pub headers: Vec<(String, String)>,
-        pub body: String,
-    }
-
-    impl Seen {
-        pub fn header(&self, name: &str) -> Option<&str> {
-            self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-        }
-    }
-
-    /// Starts the stub; `answer(n, request)` gives the status and body of the n-th answer.
-    pub fn stub(answer: impl Fn(usize, &Seen) -> (u16, String) + Send + 'static) -> (String, Arc<Mutex<Vec<Seen>>>) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let seen2 = seen.clone();
-        std::thread::spawn(move || {
-            for (n, stream) in listener.incoming().enumerate() {
-                let Ok(stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut request_line = String::new();
-                let _ = reader.read_line(&mut request_line);
-                let mut headers = Vec::new();
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    if let Some((k, v)) = line.trim_end().split_once(':') {
-                        headers.push((k.trim().to_string(), v.trim().to_string()));
-                    }
-                }
-                let len = headers
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                    .and_then(|(_, v)| v.parse().ok())
-                    .unwrap_or(0usize);
-                let mut body = vec![0; len];
-                let _ = reader.read_exact(&mut body);
-                let request = Seen {
-                    request_line: request_line.trim_end().to_string(),
-                    headers,
-                    body: String::from_utf8_lossy(&body).into_owned(),
-                };
-                let (status, text) = answer(n, &request);
-                seen2.lock().unwrap().push(request);
-                let mut stream = stream;
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status} X\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\
-                     Connection: close\r\n\r\n{text}",
-                    text.len()
-                );
-            }
-        });
-        (url, seen)
-    }
-}
-
-#[cfg(test)]
 mod tests {
-    use super::test_http::stub;
     use super::*;
     use crate::crypto::Algorithm;
+    use crate::kms::test_http::stub;
     use std::time::{Duration, UNIX_EPOCH};
 
     const KEY: &str = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
@@ -684,7 +614,7 @@ mod tests {
 
     #[test]
     fn wrap_and_unwrap_requests() {
-        let (url, seen) = stub(|n, req| {
+        let (url, seen) = stub(CONTENT_TYPE, |n, req| {
             if n == 0 {
                 (
                     200,
@@ -705,7 +635,7 @@ mod tests {
         assert_eq!(kms.unwrap(&kek, KEY, &w.ciphertext, &ctx).unwrap().as_slice(), &[5; 4]);
         let seen = seen.lock().unwrap();
         let enc = &seen[0];
-        assert_eq!(enc.request_line, "POST / HTTP/1.1");
+        assert_eq!(enc.line, "POST / HTTP/1.1");
         assert_eq!(enc.header("x-amz-target"), Some("TrentService.Encrypt"));
         assert_eq!(enc.header("content-type"), Some(CONTENT_TYPE));
         assert_eq!(enc.header("x-amz-security-token"), Some("test-session-token"));
@@ -724,7 +654,7 @@ mod tests {
 
     #[test]
     fn unwrap_refuses_a_version_of_another_key_without_asking() {
-        let (url, seen) = stub(|_, _| (500, String::new()));
+        let (url, seen) = stub(CONTENT_TYPE, |_, _| (500, String::new()));
         let kms = client(&url, 0);
         let ctx = WrapContext { dek_id: &[1; 16], algorithm: Algorithm::Aes256Gcm };
         let other = KEY.replace("1234abcd", "ffffffff");
@@ -786,7 +716,7 @@ mod tests {
     #[test]
     fn transport_failures_are_retryable_and_retries_happen() {
         // 5xx twice, then an answer: the transport retries.
-        let (url, seen) = stub(|n, _| {
+        let (url, seen) = stub(CONTENT_TYPE, |n, _| {
             if n < 2 {
                 (500, r#"{"__type":"KMSInternalException"}"#.into())
             } else {
@@ -802,7 +732,8 @@ mod tests {
         assert!(e.kind() == ErrorKind::Kms && e.is_retryable(), "{e:?}");
         assert!(e.message().contains(KEY) && e.message().contains("failed 2 times"), "{e}");
         // A bad answer is an error, not a panic.
-        let (url, _) = stub(|_, _| (200, r#"{"KeyId":"arn:aws:kms:eu-west-1:123456789012:key/other"}"#.into()));
+        let (url, _) =
+            stub(CONTENT_TYPE, |_, _| (200, r#"{"KeyId":"arn:aws:kms:eu-west-1:123456789012:key/other"}"#.into()));
         assert_eq!(client(&url, 0).wrap(&uri(KEY), &[0; 32], &ctx).unwrap_err().kind(), ErrorKind::Kms);
     }
 
