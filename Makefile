@@ -6,7 +6,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 FUZZ_SECONDS ?= 15
 
-.PHONY: demo test setup lint unit it fuzz bench
+.PHONY: demo test setup lint unit it fuzz bench wheel
 
 setup:
 	@scripts/setup.sh
@@ -27,7 +27,9 @@ unit: setup
 # 127.0.0.1 and stopped by pid: Kafka 4.x KRaft and Apicurio Registry 3.3.x (scripts/servers.sh,
 # Maven Central), and the KMS servers of scripts/kms/ (OpenBao, moto, local-kms). Azure's Lowkey Vault and
 # a GCP KMS emulator are not served by the registries here (docs/kms/azure.md, docs/kms/gcp.md).
-# The KMS servers start while Kafka and Apicurio boot.
+# The KMS servers start while Kafka and Apicurio boot. Then the Rust integration tests, the
+# confluent-kafka interop tests, and the Python binding's tests (pip install ./bindings/python,
+# pytest incl. a real SerializingProducer/DeserializingConsumer, stubtest).
 KMS_SERVERS ?= openbao moto local-kms
 it: setup
 	export FIELDCRYPT_RUN=$(CURDIR)/target/servers; \
@@ -37,7 +39,13 @@ it: setup
 	for s in $(KMS_SERVERS); do scripts/kms/$$s.sh start || exit 1; done; \
 	wait $$servers || exit 1; \
 	eval "$$(scripts/servers.sh env)" && for s in $(KMS_SERVERS); do eval "$$(scripts/kms/$$s.sh env)"; done && \
-	$(CARGO) test -p fieldcrypt-it && tests/python/run.sh
+	$(CARGO) test -p fieldcrypt-it && tests/python/run.sh && bindings/python/run-tests.sh
+
+# The Python wheel (abi3, CPython >= 3.9) lands in target/wheels/.
+PY_VENV := $(HOME)/.cache/fieldcrypt/venv-python-binding
+wheel: setup
+	test -x $(PY_VENV)/bin/maturin || { python3 -m venv $(PY_VENV) && $(PY_VENV)/bin/pip install -q maturin==1.16.0; }
+	$(PY_VENV)/bin/maturin build --release -m bindings/python/Cargo.toml -o target/wheels
 
 fuzz: setup
 	scripts/fuzz.sh $(FUZZ_SECONDS)

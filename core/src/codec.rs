@@ -210,6 +210,7 @@ impl CodecBuilder {
             header_scanners: PlanCache::new(),
             last_header_scanner: Default::default(),
             last_read_header: Mutex::new(None),
+            unwrap_locks: Default::default(),
             counters: Counters::default(),
         })))
     }
@@ -233,6 +234,8 @@ struct Inner {
     compiled: PlanCache<Shape, Arc<dyn CompiledSchema>>,
     header_scanners: PlanCache<(Shape, String), Arc<dyn Scanner>>,
     last_read_header: Mutex<Option<Arc<HeaderPlan>>>,
+    /// Serialize unwraps of the same DEK (striped by DEK id).
+    unwrap_locks: [Mutex<()>; 16],
     /// Per part: the header scanner used last.
     last_header_scanner: [Mutex<Option<LastScanner>>; 2],
     cache: DekCache,
@@ -948,7 +951,15 @@ impl Codec {
         tag: &[u8; TAG_LEN],
     ) -> Result<Option<Arc<Dek>>> {
         let inner = &*self.0;
-        let cached_dek = inner.cache.get(&entry.dek_id, &entry.kek, &entry.kek_version);
+        let mut cached_dek = inner.cache.get(&entry.dek_id, &entry.kek, &entry.kek_version);
+        // One KMS call per DEK even when threads miss together: a thread that misses waits for
+        // any unwrap in progress in its stripe, then looks again. Held until the key is cached.
+        let mut _unwrapping = None;
+        if cached_dek.is_none() {
+            let stripe = &inner.unwrap_locks[usize::from(entry.dek_id[0]) % inner.unwrap_locks.len()];
+            _unwrapping = Some(stripe.lock().unwrap_or_else(|e| e.into_inner()));
+            cached_dek = inner.cache.get(&entry.dek_id, &entry.kek, &entry.kek_version);
+        }
         let cached = cached_dek.is_some();
         let dek = match cached_dek {
             Some(dek) => {

@@ -136,3 +136,26 @@ fn one_codec_encrypts_and_decrypts_concurrently() {
     handles.into_iter().for_each(|h| h.join().unwrap());
     assert_eq!(codec.stats().records_decrypted, (THREADS * 200) as u64);
 }
+
+/// Threads that miss the DEK cache together still cost one KMS unwrap: the others wait for it.
+#[test]
+fn concurrent_cache_misses_unwrap_once() {
+    let producer = demo_codec();
+    let sealed: Vec<_> = (0..64).map(|i| encrypt_value(&producer, "customers", &record(0, i))).collect();
+    for _ in 0..20 {
+        let consumer = demo_codec(); // cold cache
+        let barrier = std::sync::Barrier::new(8);
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let (consumer, sealed, barrier) = (&consumer, &sealed, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    for r in sealed.iter().skip(t * 8).take(8) {
+                        decrypt(consumer, "customers", r).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(consumer.stats().kms_unwrap_calls, 1);
+    }
+}

@@ -1,0 +1,160 @@
+"""Type stubs of the compiled module `fieldcrypt._fieldcrypt` (hand-written; checked with
+`python -m mypy.stubtest fieldcrypt`)."""
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final, Literal, TypedDict, Union, final
+
+from typing_extensions import TypeAlias
+
+__all__ = [
+    "Codec",
+    "Record",
+    "Error",
+    "PolicyError",
+    "ConfigError",
+    "RecordError",
+    "FormatError",
+    "UnsupportedVersionError",
+    "CryptoError",
+    "KeyNotFoundError",
+    "AccessDeniedError",
+    "KmsError",
+    "RegistryError",
+    "LimitExceededError",
+    "HEADER_NAME",
+    "__version__",
+]
+
+__version__: Final[str]
+HEADER_NAME: Final[str]
+"""The name of the record header fieldcrypt writes: ``"fieldcrypt"``."""
+
+_HeaderValue: TypeAlias = Union[bytes, bytearray, str, None]
+_Headers: TypeAlias = Union[Sequence[tuple[str, _HeaderValue]], Mapping[str, _HeaderValue], None]
+"""Record headers in confluent-kafka's forms: a list of ``(name, value)`` tuples or a dict."""
+
+_ClientConfig: TypeAlias = Union[Mapping[str, Any], Literal["from_env"]]
+
+class _KmsConfig(TypedDict, total=False):
+    local: Mapping[str, Any]
+    vault: _ClientConfig
+    aws: _ClientConfig
+    azure: _ClientConfig
+    gcp: _ClientConfig
+
+class _Stats(TypedDict):
+    records_encrypted: int
+    records_decrypted: int
+    fields_encrypted: int
+    fields_decrypted: int
+    fields_withheld: int
+    deks_created: int
+    kms_wrap_calls: int
+    kms_unwrap_calls: int
+    kms_derive_calls: int
+    kms_errors: int
+    kms_denials_cached: int
+    dek_cache_hits: int
+    dek_cache_misses: int
+
+_BatchItem: TypeAlias = Union[
+    tuple[Union[bytes, None], _Headers],
+    tuple[Union[bytes, None], _Headers, Union[bytes, None]],
+    "Record",
+]
+
+@final
+class Record:
+    """A record after :meth:`Codec.encrypt` or :meth:`Codec.decrypt`."""
+
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> list[tuple[str, bytes | None]]:
+        """A new list of ``(name, value)`` tuples: the input's headers, plus the ``fieldcrypt``
+        header after encrypt (minus it after a decrypt that left no ciphertext)."""
+
+@final
+class Codec:
+    """Encrypts and decrypts the fields of Kafka records as a policy says. Thread-safe and
+    cheap to share: build one per process.
+
+    :param policy: the policy: a dict, JSON text, or the path of a policy file.
+    :param kms: KMS clients by name: ``"local"`` (``{"key_file": path}``, ``{"keys": {...}}``,
+        ``{"secrets": {name: secret}}``; development only), ``"vault"``, ``"aws"``, ``"azure"``,
+        ``"gcp"`` (each a dict of options or ``"from_env"``). Credentials come from here, never
+        from the policy.
+    :param profile: decrypt as this profile of the policy (default: every field the KMS allows).
+    :param registry: a Schema Registry: its URL, or ``{"url", "basic_auth", "bearer_token",
+        "ca_pem", "timeout", "max_retries", "backoff", "cache_capacity", "latest_ttl"}``.
+    :param schemas: writer schemas given up front instead: ``{schema id or GUID: {"type":
+        "AVRO" | "PROTOBUF" | "JSON", "schema": text, "name": str, "references": {name: text}}}``.
+    :param limits: data-key limits: ``dek_max_uses``, ``dek_max_age`` (seconds),
+        ``dek_cache_capacity``, ``dek_cache_ttl``, ``dek_denied_ttl``, ``dek_outage_extra_uses``,
+        ``kms_retry_interval``.
+    :param validate_json_schema: validate JSON Schema records against their writer schema.
+    :raises Error: the subclass of the problem (``PolicyError``, ``ConfigError``...).
+    """
+
+    def __new__(
+        cls,
+        policy: str | Mapping[str, Any] | os.PathLike[str],
+        *,
+        kms: _KmsConfig | Mapping[str, Any],
+        profile: str | None = None,
+        registry: str | Mapping[str, Any] | None = None,
+        schemas: Mapping[int | str, Mapping[str, Any]] | None = None,
+        limits: Mapping[str, float] | None = None,
+        validate_json_schema: bool = False,
+    ) -> Codec: ...
+    def encrypt(
+        self, topic: str, value: bytes | None, headers: _Headers = None, *, key: bytes | None = None
+    ) -> Record:
+        """Encrypts the fields the policy selects for ``topic``. The input is not changed."""
+
+    def decrypt(
+        self, topic: str, value: bytes | None, headers: _Headers = None, *, key: bytes | None = None
+    ) -> Record:
+        """Decrypts what this codec's profile and KMS access allow. The input is not changed."""
+
+    def encrypt_batch(self, topic: str, records: Iterable[_BatchItem]) -> list[Record]:
+        """:meth:`encrypt` over ``(value, headers)`` / ``(value, headers, key)`` tuples or
+        Records, with the GIL released for the whole batch. The first failure raises, with
+        ``index`` set."""
+
+    def decrypt_batch(self, topic: str, records: Iterable[_BatchItem]) -> list[Record]:
+        """:meth:`decrypt` over a batch, like :meth:`encrypt_batch`."""
+
+    def stats(self) -> _Stats:
+        """Counters since the codec was built: records, fields, data keys, KMS calls."""
+
+    def clear_key_cache(self) -> None:
+        """Drops every cached unwrapped data key; the next records ask the KMS again."""
+
+class Error(Exception):
+    """Base class of every fieldcrypt error."""
+
+    kind: str
+    """The error kind's stable name: ``"policy"``, ``"config"``, ``"record"``, ``"format"``,
+    ``"unsupported_version"``, ``"crypto"``, ``"key_not_found"``, ``"access_denied"``, ``"kms"``,
+    ``"registry"`` or ``"limit_exceeded"`` (each subclass has its own as a class attribute; the
+    base class has ``"error"``)."""
+    retryable: bool
+    """Whether the same call may succeed later (a KMS or registry that could not be reached)."""
+    index: int | None
+    """In a batch call, the position of the record that failed; else None."""
+
+class PolicyError(Error): ...
+class ConfigError(Error): ...
+class RecordError(Error): ...
+class FormatError(Error): ...
+class UnsupportedVersionError(Error): ...
+class CryptoError(Error): ...
+class KeyNotFoundError(Error): ...
+class AccessDeniedError(Error): ...
+class KmsError(Error): ...
+class RegistryError(Error): ...
+class LimitExceededError(Error): ...

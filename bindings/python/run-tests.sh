@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Tests of the Python binding (bindings/python), the way a user would install it:
+#
+#   bindings/python/run-tests.sh [PYTEST ARGS...]
+#
+# 1. a venv at ${FIELDCRYPT_CACHE:-$HOME/.cache/fieldcrypt}/venv-python-binding with
+#    requirements-test.txt (reinstalled only when that file or the Python changes);
+# 2. `pip install ./bindings/python`: builds the extension from source with maturin (a release
+#    build of the core; honours CARGO_TARGET_DIR);
+# 3. `python -c "import fieldcrypt"`, the fieldcrypt CLI (for the Rust <-> Python interop tests,
+#    exported as FIELDCRYPT_BIN), pytest on bindings/python/tests,
+#    `python -m mypy.stubtest fieldcrypt` (the hand-written stubs against the built module) and
+#    `mypy --strict -p fieldcrypt`.
+#
+# The broker tests (bindings/python/tests_servers: a real SerializingProducer and
+# DeserializingConsumer through Kafka, with Confluent's serializers against the registry) run
+# too when FIELDCRYPT_KAFKA or FIELDCRYPT_REGISTRY is set, or FIELDCRYPT_SERVER_TESTS=1; they
+# fail (never skip) when a server they need is missing:
+#
+#   FIELDCRYPT_RUN=/tmp/fc-py scripts/servers.sh start all
+#   eval "$(FIELDCRYPT_RUN=/tmp/fc-py scripts/servers.sh env)" && bindings/python/run-tests.sh
+#   FIELDCRYPT_RUN=/tmp/fc-py scripts/servers.sh stop
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+CACHE="${FIELDCRYPT_CACHE:-$HOME/.cache/fieldcrypt}"
+VENV="$CACHE/venv-python-binding"
+PYTHON="${PYTHON:-python3}"
+CARGO="${CARGO:-cargo}"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+log() { echo "python-binding: $*" >&2; }
+die() { log "error: $*"; exit 2; }
+
+command -v "$PYTHON" >/dev/null || die "$PYTHON not found"
+command -v "$CARGO" >/dev/null || die "$CARGO not found (the binding builds from source)"
+
+# --- the venv ----------------------------------------------------------------------------------
+mkdir -p "$CACHE"
+want="$( { "$PYTHON" -c 'import sys; print(sys.version)'; cat "$here/requirements-test.txt"; } | sha256sum | cut -d' ' -f1)"
+stamp="$VENV/.fieldcrypt-requirements.sha256"
+(
+  flock 9
+  if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ] || ! "$VENV/bin/python" -c '' 2>/dev/null; then
+    log "setting up $VENV"
+    rm -rf "$VENV"
+    "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$here/requirements-test.txt"
+    echo "$want" >"$stamp"
+  fi
+) 9>"$CACHE/venv-python-binding.lock"
+py="$VENV/bin/python"
+
+# --- the binding, built from source as a user's pip would ---------------------------------------
+cd "$root"
+log "pip install ./bindings/python"
+start=$(date +%s)
+"$py" -m pip install --quiet --disable-pip-version-check --no-input --force-reinstall --no-deps ./bindings/python
+log "pip install ./bindings/python took $(($(date +%s) - start))s"
+# From a scratch directory, so the installed package is what is imported (and mypy's cache
+# lands there).
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+(cd "$scratch" && "$py" -c 'import fieldcrypt, sys; print("python-binding: imported fieldcrypt", fieldcrypt.__version__, "from", fieldcrypt.__file__, file=sys.stderr)')
+
+# --- the CLI, for the interop tests -------------------------------------------------------------
+"$CARGO" build --quiet -p fieldcrypt-cli
+target_dir="$("$CARGO" metadata --format-version 1 --no-deps | "$py" -c 'import sys, json; print(json.load(sys.stdin)["target_directory"])')"
+export FIELDCRYPT_BIN="$target_dir/debug/fieldcrypt"
+[ -x "$FIELDCRYPT_BIN" ] || die "no CLI at $FIELDCRYPT_BIN after the build"
+
+# --- the tests ----------------------------------------------------------------------------------
+export PYTHONDONTWRITEBYTECODE=1
+suites=("$here/tests")
+if [ -n "${FIELDCRYPT_KAFKA:-}" ] || [ -n "${FIELDCRYPT_REGISTRY:-}" ] || [ "${FIELDCRYPT_SERVER_TESTS:-0}" = 1 ]; then
+  suites+=("$here/tests_servers")
+  log "with the broker tests (FIELDCRYPT_KAFKA=${FIELDCRYPT_KAFKA:-<unset>} FIELDCRYPT_REGISTRY=${FIELDCRYPT_REGISTRY:-<unset>})"
+else
+  log "without the broker tests (set FIELDCRYPT_KAFKA and FIELDCRYPT_REGISTRY to run them)"
+fi
+status=0
+"$py" -m pytest -c "$here/pyproject.toml" --rootdir "$here" -rfEsxX "$@" "${suites[@]}" || status=$?
+
+log "stubtest"
+(cd "$scratch" && "$py" -m mypy.stubtest fieldcrypt --mypy-config-file "$here/stubtest.ini") || status=1
+log "mypy --strict on the package"
+(cd "$scratch" && "$py" -m mypy --config-file "$here/stubtest.ini" -p fieldcrypt) || status=1
+[ "$status" = 0 ] && log "all passed" || log "FAILED"
+exit "$status"

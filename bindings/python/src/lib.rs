@@ -1,0 +1,288 @@
+//! `fieldcrypt._fieldcrypt`: the Python binding of the fieldcrypt core (pyo3, abi3). A thin
+//! layer: Python values in, the core's `Codec` does the work, Python values out. Encryption,
+//! formats and policy live in the core only.
+//!
+//! Calls release the GIL while the core works: `encrypt`/`decrypt` borrow the (immutable)
+//! `bytes` they are given, the batch forms copy every record into Rust-owned buffers first and
+//! then run the whole batch detached. A `Codec` is `Send + Sync`; share one across threads.
+
+mod config;
+mod errors;
+
+use fieldcrypt::{OwnedHeader, HEADER_NAME};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+
+use crate::config::bytes_like;
+
+/// A record after `encrypt` or `decrypt`: `key` and `value` (bytes or None) and `headers`, a
+/// new list of `(name, value)` tuples in confluent-kafka's form.
+#[pyclass(module = "fieldcrypt", name = "Record", frozen)]
+struct Record {
+    #[pyo3(get)]
+    key: Option<Py<PyBytes>>,
+    #[pyo3(get)]
+    value: Option<Py<PyBytes>>,
+    #[pyo3(get)]
+    headers: Py<PyList>,
+}
+
+#[pymethods]
+impl Record {
+    /// Sizes and header names only: a decrypted record's bytes do not belong in logs.
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let size = |b: &Option<Py<PyBytes>>| match b {
+            Some(b) => format!("<{} bytes>", b.bind(py).as_bytes().len()),
+            None => "None".to_string(),
+        };
+        let mut names = Vec::new();
+        for h in self.headers.bind(py).iter() {
+            names.push(h.get_item(0)?.repr()?.to_string());
+        }
+        Ok(format!("Record(key={}, value={}, headers=[{}])", size(&self.key), size(&self.value), names.join(", ")))
+    }
+}
+
+/// A core record as a Python one.
+fn record(py: Python<'_>, r: fieldcrypt::Record) -> PyResult<Record> {
+    let bytes = |b: Option<Vec<u8>>| b.map(|b| PyBytes::new(py, &b).unbind());
+    let headers = PyList::empty(py);
+    for h in r.headers {
+        headers.append((h.name, bytes(h.value)))?;
+    }
+    Ok(Record { key: bytes(r.key), value: bytes(r.value), headers: headers.unbind() })
+}
+
+/// Headers in confluent-kafka's forms: None, a list (any iterable) of `(name, value)` tuples,
+/// or a dict; names are str, values bytes, bytearray, str (UTF-8) or None. Copied; the input
+/// is never changed.
+fn headers_from(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<OwnedHeader>> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else { return Ok(Vec::new()) };
+    let one = |name: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>| -> PyResult<OwnedHeader> {
+        let name: String = name.extract().map_err(|_| PyTypeError::new_err("header names must be str"))?;
+        let value = if value.is_none() {
+            None
+        } else {
+            Some(bytes_like(value).ok_or_else(|| {
+                PyTypeError::new_err(format!("header {name:?}: the value must be bytes, str or None"))
+            })?)
+        };
+        Ok(OwnedHeader { name, value })
+    };
+    if let Ok(dict) = obj.cast::<PyDict>() {
+        return dict.iter().map(|(k, v)| one(&k, &v)).collect();
+    }
+    let not_headers = || PyTypeError::new_err("headers must be a list of (name, value) tuples, a dict, or None");
+    if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyBytes>() {
+        return Err(not_headers());
+    }
+    let mut out = Vec::new();
+    for item in obj.try_iter().map_err(|_| not_headers())? {
+        let item = item?;
+        let (name, value) = item.extract::<(Bound<'_, PyAny>, Bound<'_, PyAny>)>().map_err(|_| not_headers())?;
+        out.push(one(&name, &value)?);
+    }
+    Ok(out)
+}
+
+/// One record of a batch, copied into Rust-owned buffers.
+struct OwnedRecord {
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Vec<OwnedHeader>,
+}
+
+/// A batch item: a `Record`, or a `(value, headers)` or `(value, headers, key)` tuple.
+fn owned_record(item: &Bound<'_, PyAny>) -> PyResult<OwnedRecord> {
+    let py = item.py();
+    let bytes = |b: Option<Bound<'_, PyAny>>, what: &str| -> PyResult<Option<Vec<u8>>> {
+        match b.filter(|b| !b.is_none()) {
+            None => Ok(None),
+            Some(b) => match b.cast::<PyBytes>() {
+                Ok(b) => Ok(Some(b.as_bytes().to_vec())),
+                Err(_) => Err(PyTypeError::new_err(format!("batch record {what} must be bytes or None"))),
+            },
+        }
+    };
+    if let Ok(r) = item.cast::<Record>() {
+        let r = r.get();
+        return Ok(OwnedRecord {
+            key: r.key.as_ref().map(|b| b.bind(py).as_bytes().to_vec()),
+            value: r.value.as_ref().map(|b| b.bind(py).as_bytes().to_vec()),
+            headers: headers_from(Some(r.headers.bind(py).as_any()))?,
+        });
+    }
+    let tuple = item.cast::<PyTuple>().ok().filter(|t| matches!(t.len(), 2 | 3)).ok_or_else(|| {
+        PyTypeError::new_err("batch records must be (value, headers) or (value, headers, key) tuples, or Records")
+    })?;
+    Ok(OwnedRecord {
+        value: bytes(Some(tuple.get_item(0)?), "value")?,
+        headers: headers_from(Some(&tuple.get_item(1)?))?,
+        key: bytes(tuple.get_item(2).ok(), "key")?,
+    })
+}
+
+/// Encrypts and decrypts the fields of Kafka records as a policy says. Thread-safe: share one
+/// per process.
+#[pyclass(module = "fieldcrypt", name = "Codec", frozen)]
+struct Codec {
+    inner: fieldcrypt::Codec,
+}
+
+type CodecCall = fn(
+    &fieldcrypt::Codec,
+    &str,
+    Option<&[u8]>,
+    Option<&[u8]>,
+    &[OwnedHeader],
+) -> fieldcrypt::Result<fieldcrypt::Record>;
+
+const ENCRYPT: CodecCall = |c, topic, key, value, headers| c.encrypt(topic, key, value, headers);
+const DECRYPT: CodecCall = |c, topic, key, value, headers| c.decrypt(topic, key, value, headers);
+
+impl Codec {
+    fn one(
+        &self,
+        py: Python<'_>,
+        call: CodecCall,
+        topic: &str,
+        value: Option<&[u8]>,
+        headers: Option<&Bound<'_, PyAny>>,
+        key: Option<&[u8]>,
+    ) -> PyResult<Record> {
+        let headers = headers_from(headers)?;
+        let codec = &self.inner;
+        // `key` and `value` borrow immutable `bytes` that the caller's frame keeps alive.
+        let out = py.detach(|| call(codec, topic, key, value, &headers));
+        record(py, out.map_err(|e| errors::to_py(py, &e, None))?)
+    }
+
+    fn batch(&self, py: Python<'_>, call: CodecCall, topic: &str, records: &Bound<'_, PyAny>) -> PyResult<Vec<Record>> {
+        let items: Vec<OwnedRecord> = records.try_iter()?.map(|item| owned_record(&item?)).collect::<PyResult<_>>()?;
+        let codec = &self.inner;
+        let out = py.detach(|| {
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, r)| call(codec, topic, r.key.as_deref(), r.value.as_deref(), &r.headers).map_err(|e| (i, e)))
+                .collect::<Result<Vec<_>, _>>()
+        });
+        let out = out.map_err(|(i, e)| errors::to_py(py, &e, Some(i)))?;
+        out.into_iter().map(|r| record(py, r)).collect()
+    }
+}
+
+#[pymethods]
+impl Codec {
+    #[new]
+    #[pyo3(signature = (policy, *, kms, profile = None, registry = None, schemas = None, limits = None, validate_json_schema = false))]
+    fn new(
+        policy: &Bound<'_, PyAny>,
+        kms: &Bound<'_, PyAny>,
+        profile: Option<String>,
+        registry: Option<&Bound<'_, PyAny>>,
+        schemas: Option<&Bound<'_, PyAny>>,
+        limits: Option<&Bound<'_, PyAny>>,
+        validate_json_schema: bool,
+    ) -> PyResult<Codec> {
+        let py = policy.py();
+        let mut builder = fieldcrypt::Codec::builder(config::policy(policy)?);
+        builder = config::kms(builder, kms)?;
+        if let Some(profile) = profile {
+            builder = builder.profile(profile);
+        }
+        if let Some(source) = config::schema_source(py, registry, schemas)? {
+            builder = builder.schemas_shared(source);
+        }
+        if let Some(limits) = limits {
+            builder = builder.limits(config::limits(limits)?);
+        }
+        let inner = config::core(py, builder.validate_json_schema(validate_json_schema).build())?;
+        Ok(Codec { inner })
+    }
+
+    /// Encrypts the fields the policy selects for `topic`; the result's headers are the input
+    /// headers plus the `fieldcrypt` header.
+    #[pyo3(signature = (topic, value, headers = None, *, key = None))]
+    fn encrypt(
+        &self,
+        py: Python<'_>,
+        topic: String,
+        value: Option<&[u8]>,
+        headers: Option<&Bound<'_, PyAny>>,
+        key: Option<&[u8]>,
+    ) -> PyResult<Record> {
+        self.one(py, ENCRYPT, &topic, value, headers, key)
+    }
+
+    /// Decrypts what this codec's profile and KMS access allow; a record without the
+    /// `fieldcrypt` header comes back unchanged.
+    #[pyo3(signature = (topic, value, headers = None, *, key = None))]
+    fn decrypt(
+        &self,
+        py: Python<'_>,
+        topic: String,
+        value: Option<&[u8]>,
+        headers: Option<&Bound<'_, PyAny>>,
+        key: Option<&[u8]>,
+    ) -> PyResult<Record> {
+        self.one(py, DECRYPT, &topic, value, headers, key)
+    }
+
+    /// `encrypt` over `(value, headers[, key])` tuples (or Records), the whole batch without the
+    /// GIL. The first failure raises, with `index` set to that record's position.
+    fn encrypt_batch(&self, py: Python<'_>, topic: String, records: &Bound<'_, PyAny>) -> PyResult<Vec<Record>> {
+        self.batch(py, ENCRYPT, &topic, records)
+    }
+
+    /// `decrypt` over `(value, headers[, key])` tuples (or Records), like `encrypt_batch`.
+    fn decrypt_batch(&self, py: Python<'_>, topic: String, records: &Bound<'_, PyAny>) -> PyResult<Vec<Record>> {
+        self.batch(py, DECRYPT, &topic, records)
+    }
+
+    /// The codec's counters since it was built: records, fields, DEKs, KMS calls.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.inner.stats();
+        let d = PyDict::new(py);
+        for (name, n) in [
+            ("records_encrypted", s.records_encrypted),
+            ("records_decrypted", s.records_decrypted),
+            ("fields_encrypted", s.fields_encrypted),
+            ("fields_decrypted", s.fields_decrypted),
+            ("fields_withheld", s.fields_withheld),
+            ("deks_created", s.deks_created),
+            ("kms_wrap_calls", s.kms_wrap_calls),
+            ("kms_unwrap_calls", s.kms_unwrap_calls),
+            ("kms_derive_calls", s.kms_derive_calls),
+            ("kms_errors", s.kms_errors),
+            ("kms_denials_cached", s.kms_denials_cached),
+            ("dek_cache_hits", s.dek_cache_hits),
+            ("dek_cache_misses", s.dek_cache_misses),
+        ] {
+            d.set_item(name, n)?;
+        }
+        Ok(d)
+    }
+
+    /// Drops every cached unwrapped data key; the next records ask the KMS again.
+    fn clear_key_cache(&self) {
+        self.inner.clear_key_cache();
+    }
+
+    fn __repr__(&self) -> String {
+        let policy = self.inner.policy();
+        format!("<fieldcrypt.Codec policy={:?} revision={}>", policy.id(), policy.revision())
+    }
+}
+
+#[pymodule]
+#[pyo3(name = "_fieldcrypt")]
+fn fieldcrypt_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Codec>()?;
+    m.add_class::<Record>()?;
+    errors::register(m)?;
+    m.add("HEADER_NAME", HEADER_NAME)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
