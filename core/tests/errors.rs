@@ -2,18 +2,15 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::*;
 use fieldcrypt::header;
 use fieldcrypt::{
-    Codec, Error, ErrorKind, KekUri, Kms, Limits, LocalKms, OwnedHeader, Policy, Record, WrapContext, WrappedDek,
-    HEADER_NAME,
+    Codec, Error, ErrorKind, KekUri, Kms, Limits, LocalKms, OwnedHeader, Policy, Record, WrapContext, HEADER_NAME,
 };
 use rand::Rng;
 use serde_json::{json, Value};
-use zeroize::Zeroizing;
 
 /// Every error the tests in this file provoke, for the secrecy check at the end of each test.
 struct Seen(Mutex<Vec<Error>>);
@@ -302,46 +299,11 @@ fn missing_kek_fails_closed() {
     seen.assert_no_secrets();
 }
 
-/// A KMS that fails on demand, to check failures are surfaced (and retryable ones marked).
-#[derive(Debug)]
-struct FlakyKms {
-    inner: LocalKms,
-    fail_wraps: AtomicU32,
-    fail_unwraps: AtomicU32,
-}
-
-fn take_failure(counter: &AtomicU32) -> bool {
-    counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
-}
-
-impl Kms for FlakyKms {
-    fn scheme(&self) -> &str {
-        "local"
-    }
-    fn wrap(&self, kek: &KekUri, dek: &[u8], ctx: &WrapContext<'_>) -> fieldcrypt::Result<WrappedDek> {
-        if take_failure(&self.fail_wraps) {
-            return Err(Error::retryable(ErrorKind::Kms, "KMS unavailable"));
-        }
-        self.inner.wrap(kek, dek, ctx)
-    }
-    fn unwrap(
-        &self,
-        kek: &KekUri,
-        kek_version: &str,
-        wrapped: &[u8],
-        ctx: &WrapContext<'_>,
-    ) -> fieldcrypt::Result<Zeroizing<Vec<u8>>> {
-        if take_failure(&self.fail_unwraps) {
-            return Err(Error::retryable(ErrorKind::Kms, "KMS unavailable"));
-        }
-        self.inner.unwrap(kek, kek_version, wrapped, ctx)
-    }
-}
-
 #[test]
 fn kms_outages_are_errors_not_plaintext_or_silent_fallbacks() {
     let seen = Seen::new();
-    let kms = Arc::new(FlakyKms { inner: dev_kms(), fail_wraps: AtomicU32::new(2), fail_unwraps: AtomicU32::new(1) });
+    let kms = SwitchedKms::new();
+    kms.fail_next(2, 1);
     // Ask the KMS on every record (the default waits a second between attempts).
     let limits = fieldcrypt::Limits { kms_retry_interval: std::time::Duration::ZERO, ..Default::default() };
     let codec = Codec::builder(demo_policy()).kms_shared(kms.clone()).limits(limits).build().unwrap();

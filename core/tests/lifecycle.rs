@@ -1,70 +1,16 @@
 //! The key lifecycle around a KMS that fails: producers ride out an outage on their current DEK
 //! within a budget, then fail closed; consumers remember denials; revocation takes effect within
 //! the DEK cache TTL. The KMS here is the local one behind a switch that makes it fail the way a
-//! remote KMS does (the real servers are exercised by `tests/tests/kms_*.rs`).
+//! remote KMS does ([`SwitchedKms`]; the real servers are exercised by `tests/tests/kms_*.rs`).
 
 mod common;
 
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use fieldcrypt::{Codec, Error, ErrorKind, KekUri, Kms, Limits, LocalKms, Record, WrapContext, WrappedDek};
+use fieldcrypt::{Codec, ErrorKind, Limits, Record};
 use serde_json::Value;
-use zeroize::Zeroizing;
-
-const UP: u8 = 0;
-const UNREACHABLE: u8 = 1;
-const DENIED: u8 = 2;
-
-/// The local KMS, with a switch: up, unreachable (retryable error) or denying access.
-#[derive(Debug)]
-struct SwitchedKms {
-    inner: LocalKms,
-    state: AtomicU8,
-    calls: AtomicUsize,
-}
-
-impl SwitchedKms {
-    fn new() -> Arc<SwitchedKms> {
-        Arc::new(SwitchedKms { inner: dev_kms(), state: AtomicU8::new(UP), calls: AtomicUsize::new(0) })
-    }
-    fn set(&self, state: u8) {
-        self.state.store(state, Ordering::SeqCst);
-    }
-    fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
-    }
-    fn check(&self, kek: &KekUri) -> fieldcrypt::Result<()> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        match self.state.load(Ordering::SeqCst) {
-            UNREACHABLE => Err(Error::retryable(ErrorKind::Kms, format!("{kek}: cannot connect"))),
-            DENIED => Err(Error::new(ErrorKind::AccessDenied, format!("{kek}: HTTP 403"))),
-            _ => Ok(()),
-        }
-    }
-}
-
-impl Kms for SwitchedKms {
-    fn scheme(&self) -> &str {
-        "local"
-    }
-    fn wrap(&self, kek: &KekUri, dek: &[u8], ctx: &WrapContext<'_>) -> fieldcrypt::Result<WrappedDek> {
-        self.check(kek)?;
-        self.inner.wrap(kek, dek, ctx)
-    }
-    fn unwrap(
-        &self,
-        kek: &KekUri,
-        kek_version: &str,
-        wrapped: &[u8],
-        ctx: &WrapContext<'_>,
-    ) -> fieldcrypt::Result<Zeroizing<Vec<u8>>> {
-        self.check(kek)?;
-        self.inner.unwrap(kek, kek_version, wrapped, ctx)
-    }
-}
 
 fn codec(kms: &Arc<SwitchedKms>, limits: Limits) -> Codec {
     Codec::builder(demo_policy()).kms_shared(kms.clone()).limits(limits).build().unwrap()

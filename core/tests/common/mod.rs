@@ -4,12 +4,17 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use base64::Engine;
 use fieldcrypt::header::{self, DekLocation, Envelope};
-use fieldcrypt::{Codec, DekId, ErrorKind, Limits, LocalKms, OwnedHeader, Policy, Record, TEXT_ENCODING};
+use fieldcrypt::{
+    Codec, DekId, Error, ErrorKind, KekUri, Kms, Limits, LocalKms, OwnedHeader, Policy, Record, WrapContext,
+    WrappedDek, TEXT_ENCODING,
+};
 use serde_json::Value;
+use zeroize::Zeroizing;
 
 /// No extra record headers.
 pub const NO_HEADERS: &[OwnedHeader] = &[];
@@ -246,4 +251,76 @@ pub fn customer(i: usize) -> Value {
         "password": format!("pw-{i}-Tr0ub4dor&3"),
         "visa": format!("4111 1111 1111 {i:04}"),
     })
+}
+
+// ---- a KMS that fails on demand ----
+
+pub const UP: u8 = 0;
+pub const UNREACHABLE: u8 = 1;
+pub const DENIED: u8 = 2;
+
+/// The dev-key local KMS behind a switch, failing the way a remote KMS does: up, unreachable
+/// (a retryable `kms` error) or denying access; and optionally failing the next N wraps or
+/// unwraps as unreachable. Counts every call.
+#[derive(Debug)]
+pub struct SwitchedKms {
+    inner: LocalKms,
+    state: AtomicU8,
+    calls: AtomicUsize,
+    fail_wraps: AtomicU32,
+    fail_unwraps: AtomicU32,
+}
+
+impl SwitchedKms {
+    pub fn new() -> Arc<SwitchedKms> {
+        Arc::new(SwitchedKms {
+            inner: dev_kms(),
+            state: AtomicU8::new(UP),
+            calls: AtomicUsize::new(0),
+            fail_wraps: AtomicU32::new(0),
+            fail_unwraps: AtomicU32::new(0),
+        })
+    }
+    pub fn set(&self, state: u8) {
+        self.state.store(state, Ordering::SeqCst);
+    }
+    /// The next `wraps` wraps and `unwraps` unwraps fail as unreachable.
+    pub fn fail_next(&self, wraps: u32, unwraps: u32) {
+        self.fail_wraps.store(wraps, Ordering::SeqCst);
+        self.fail_unwraps.store(unwraps, Ordering::SeqCst);
+    }
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+    fn check(&self, kek: &KekUri, planned_failures: &AtomicU32) -> fieldcrypt::Result<()> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if planned_failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(Error::retryable(ErrorKind::Kms, format!("{kek}: KMS unavailable")));
+        }
+        match self.state.load(Ordering::SeqCst) {
+            UNREACHABLE => Err(Error::retryable(ErrorKind::Kms, format!("{kek}: cannot connect"))),
+            DENIED => Err(Error::new(ErrorKind::AccessDenied, format!("{kek}: HTTP 403"))),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Kms for SwitchedKms {
+    fn scheme(&self) -> &str {
+        "local"
+    }
+    fn wrap(&self, kek: &KekUri, dek: &[u8], ctx: &WrapContext<'_>) -> fieldcrypt::Result<WrappedDek> {
+        self.check(kek, &self.fail_wraps)?;
+        self.inner.wrap(kek, dek, ctx)
+    }
+    fn unwrap(
+        &self,
+        kek: &KekUri,
+        kek_version: &str,
+        wrapped: &[u8],
+        ctx: &WrapContext<'_>,
+    ) -> fieldcrypt::Result<Zeroizing<Vec<u8>>> {
+        self.check(kek, &self.fail_unwraps)?;
+        self.inner.unwrap(kek, kek_version, wrapped, ctx)
+    }
 }
