@@ -768,7 +768,7 @@ impl Codec {
         // The fields.
         let mut aad = Vec::with_capacity(128);
         let mut sealed = Vec::with_capacity(128);
-        let mut text = String::with_capacity(128);
+        let mut text = Vec::with_capacity(128);
         let mut fields = 0u64;
         let mut outputs: [Option<Vec<u8>>; 2] = [None, None];
         for (part, located, part_plan, scan) in &parts {
@@ -1058,7 +1058,7 @@ fn seal_leaf(
     aad: &[u8],
     leaf: &Leaf<'_>,
     sealed: &mut Vec<u8>,
-    text: &mut String,
+    text: &mut Vec<u8>,
     emit: &mut dyn Emit,
 ) -> Result<()> {
     sealed.clear();
@@ -1074,9 +1074,11 @@ fn seal_leaf(
     if leaf.kind == ValueKind::Bytes {
         emit.bytes(sealed)
     } else {
-        text.clear();
-        TEXT_ENCODING.encode_string(&sealed[..], text);
-        emit.text(text)
+        // Into a reused buffer: `encode_string` goes through a chunked encoder that zeroes a
+        // kilobyte of scratch per call.
+        text.resize(base64::encoded_len(sealed.len(), true).expect("ciphertext length fits"), 0);
+        let n = TEXT_ENCODING.encode_slice(&sealed[..], text).expect("buffer sized by encoded_len");
+        emit.text(std::str::from_utf8(&text[..n]).expect("Base64 is ASCII"))
     }
 }
 

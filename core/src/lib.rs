@@ -36,6 +36,11 @@ mod stats;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 
+/// Schema-directed Avro encoding of a generic value tree, for bindings' drop-in serializers.
+pub mod avro_values {
+    pub use crate::formats::avro::values::{AvroDatumSchema, AvroValue};
+}
+
 pub use codec::{Codec, CodecBuilder, HeaderView, OwnedHeader, Record, TEXT_ENCODING};
 pub use crypto::{Algorithm, DekId};
 pub use error::{Error, ErrorKind, Result};

@@ -8,6 +8,7 @@
 
 mod config;
 mod errors;
+mod serde;
 
 use fieldcrypt::{OwnedHeader, HEADER_NAME};
 use pyo3::exceptions::PyTypeError;
@@ -57,7 +58,7 @@ fn record(py: Python<'_>, r: fieldcrypt::Record) -> PyResult<Record> {
 /// Headers in confluent-kafka's forms: None, a list (any iterable) of `(name, value)` tuples,
 /// or a dict; names are str, values bytes, bytearray, str (UTF-8) or None. Copied; the input
 /// is never changed.
-fn headers_from(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<OwnedHeader>> {
+pub(crate) fn headers_from(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<OwnedHeader>> {
     let Some(obj) = obj.filter(|o| !o.is_none()) else { return Ok(Vec::new()) };
     let one = |name: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>| -> PyResult<OwnedHeader> {
         let name: String = name.extract().map_err(|_| PyTypeError::new_err("header names must be str"))?;
@@ -126,8 +127,8 @@ fn owned_record(item: &Bound<'_, PyAny>) -> PyResult<OwnedRecord> {
 /// Encrypts and decrypts the fields of Kafka records as a policy says. Thread-safe: share one
 /// per process.
 #[pyclass(module = "fieldcrypt", name = "Codec", frozen)]
-struct Codec {
-    inner: fieldcrypt::Codec,
+pub(crate) struct Codec {
+    pub(crate) inner: fieldcrypt::Codec,
 }
 
 type CodecCall = fn(
@@ -281,6 +282,10 @@ impl Codec {
 fn fieldcrypt_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Codec>()?;
     m.add_class::<Record>()?;
+    m.add_class::<serde::AvroSerializer>()?;
+    m.add_class::<serde::AvroDeserializer>()?;
+    m.add_class::<serde::JsonSerializer>()?;
+    m.add_class::<serde::JsonDeserializer>()?;
     errors::register(m)?;
     m.add("HEADER_NAME", HEADER_NAME)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -30,6 +30,8 @@ use std::collections::HashMap;
 
 use apache_avro::schema::{Name, RecordSchema, Schema};
 
+pub(crate) mod values;
+
 use super::{CompiledSchema, Emit, Fill, Leaf, Scanner, ValueKind};
 use crate::error::{Error, ErrorKind, Result};
 use crate::policy::{ConcretePath, FieldPath, FieldStep, Segment};
@@ -61,7 +63,7 @@ enum Ty {
     },
     Enum {
         name: String,
-        symbols: u32,
+        symbols: Vec<String>,
     },
     Array(TyId),
     Map(TyId),
@@ -373,8 +375,8 @@ impl<'s> Builder<'s> {
                 self.named(&f.name, Ty::Fixed { name: f.name.fullname(None), size: f.size, logical: None })
             }
             Schema::Enum(e) => {
-                let symbols = u32::try_from(e.symbols.len()).map_err(|_| "an enum has too many symbols")?;
-                self.named(&e.name, Ty::Enum { name: e.name.fullname(None), symbols })
+                u32::try_from(e.symbols.len()).map_err(|_| "an enum has too many symbols")?;
+                self.named(&e.name, Ty::Enum { name: e.name.fullname(None), symbols: e.symbols.clone() })
             }
             Schema::Array(a) => {
                 let items = self.build(&a.items)?;
@@ -657,7 +659,7 @@ impl<'s> Compiler<'s> {
             Ty::Double => Node::Double,
             Ty::String | Ty::Bytes | Ty::Blob(_) => Node::Blob,
             Ty::Fixed { size, .. } => Node::Fixed(*size),
-            Ty::Enum { symbols, .. } => Node::Enum(*symbols),
+            Ty::Enum { symbols, .. } => Node::Enum(symbols.len() as u32),
             Ty::Array(_) | Ty::Map(_) | Ty::Union(_) | Ty::Record(_) => Node::Pending, // filled below
         };
         let id = self.add(node, false);

@@ -71,7 +71,7 @@ struct JsonEmit<'o, 'r> {
 
 impl Emit for JsonEmit<'_, '_> {
     fn text(&mut self, text: &str) -> Result<()> {
-        if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        if !needs_escape(text) {
             // Nothing to escape (always so for Base64 ciphertext): copy it between quotes.
             self.out.reserve(text.len() + 2);
             self.out.push(b'"');
@@ -761,11 +761,24 @@ pub(crate) fn plaintext(raw: &str) -> Result<(u8, Cow<'_, str>)> {
 
 /// The text of a JSON string value, unescaped; `None` if the value is not a string.
 pub(crate) fn string_value(raw: &str) -> Option<Cow<'_, str>> {
+    // Without escapes, quotes or control characters inside, the text between the quotes is the
+    // value (the common case: Base64 ciphertext, most plaintext).
+    if let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        if !needs_escape(inner) {
+            return Some(Cow::Borrowed(inner));
+        }
+    }
     if raw.starts_with('"') {
         serde_json::from_str::<Key<'_>>(raw).ok().map(|k| k.0)
     } else {
         None
     }
+}
+
+/// Whether `text` holds a byte a JSON string must escape (`"`, `\`, a control character).
+/// Branch-free over the bytes, so it vectorizes.
+fn needs_escape(text: &str) -> bool {
+    text.bytes().fold(false, |found, b| found | (b < 0x20) | (b == b'"') | (b == b'\\'))
 }
 
 /// Checks that decrypted plaintext of type [`PLAIN_JSON`] is one JSON value.

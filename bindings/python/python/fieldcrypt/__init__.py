@@ -11,17 +11,24 @@ a thin binding.
     sealed = codec.encrypt("customers", b'{"password": "hunter2"}', headers=[])
     opened = codec.decrypt("customers", sealed.value, sealed.headers)
 
-confluent-kafka adapters are in :mod:`fieldcrypt.kafka`.
+confluent-kafka adapters are in :mod:`fieldcrypt.kafka`; :class:`AvroSerializer` /
+:class:`AvroDeserializer` (and :class:`JSONSerializer` / :class:`JSONDeserializer`) are drop-ins
+for confluent-kafka's that encode and encrypt (decrypt and
+decode) in one call.
 """
 
 from ._fieldcrypt import (
     HEADER_NAME,
     AccessDeniedError,
+    AvroDeserializer,
+    AvroSerializer,
     Codec,
     ConfigError,
     CryptoError,
     Error,
     FormatError,
+    JSONDeserializer,
+    JSONSerializer,
     KeyNotFoundError,
     KmsError,
     LimitExceededError,
@@ -36,11 +43,15 @@ from ._fieldcrypt import (
 __all__ = [
     "HEADER_NAME",
     "AccessDeniedError",
+    "AvroDeserializer",
+    "AvroSerializer",
     "Codec",
     "ConfigError",
     "CryptoError",
     "Error",
     "FormatError",
+    "JSONDeserializer",
+    "JSONSerializer",
     "KeyNotFoundError",
     "KmsError",
     "LimitExceededError",

@@ -8,6 +8,10 @@ from typing import Any, Final, Literal, TypedDict, Union, final
 from typing_extensions import TypeAlias
 
 __all__ = [
+    "AvroSerializer",
+    "AvroDeserializer",
+    "JSONSerializer",
+    "JSONDeserializer",
     "Codec",
     "Record",
     "Error",
@@ -133,6 +137,76 @@ class Codec:
 
     def clear_key_cache(self) -> None:
         """Drops every cached unwrapped data key; the next records ask the KMS again."""
+
+@final
+class AvroSerializer:
+    """A drop-in for confluent-kafka's ``AvroSerializer``: ``serializer(obj, ctx)`` encodes the
+    dict to Avro in Rust, frames it (``0x00``, the 4-byte big-endian schema id) and encrypts the
+    fields ``codec``'s policy selects for ``ctx.topic``, in one call; the ``fieldcrypt`` header
+    is added to ``ctx.headers`` in place (as :class:`fieldcrypt.kafka.EncryptingSerializer`
+    does: pass ``headers=[]`` to ``produce``). The caller's dict is never changed.
+
+    :param schema_registry_client: a confluent-kafka ``SchemaRegistryClient`` (or any object
+        with ``register_schema`` / ``get_latest_version``), its URL, or None with
+        ``conf={"schema_id": N}``. The subject ``<topic>-value`` (``-key``) is registered once.
+    :param schema_str: the Avro schema (text, or confluent-kafka's ``Schema``).
+    :param codec: the :class:`Codec`; it must know the schema id (its ``registry=`` or
+        ``schemas=``).
+    :param conf: ``{"schema_id": int, "auto.register.schemas": bool}`` (unknown keys are a
+        :class:`ConfigError`); with ``auto.register.schemas`` False the subject's latest version
+        is used.
+    """
+
+    def __new__(
+        cls, schema_registry_client: Any, schema_str: Any, codec: Codec, conf: Mapping[str, Any] | None = None
+    ) -> AvroSerializer: ...
+    def __call__(self, obj: Any, ctx: Any = None) -> bytes | None: ...
+
+@final
+class AvroDeserializer:
+    """A drop-in for confluent-kafka's ``AvroDeserializer``: ``deserializer(data, ctx)``
+    decrypts with ``codec`` (using ``ctx.headers``, unchanged) and decodes the Avro datum to a
+    dict in Rust. The writer schema is ``schema_str`` when given, else fetched by the frame's id
+    from ``schema_registry_client`` (``get_schema``), once per id.
+    """
+
+    def __new__(
+        cls,
+        schema_registry_client: Any,
+        schema_str: Any = None,
+        codec: Codec | None = None,
+        conf: Mapping[str, Any] | None = None,
+    ) -> AvroDeserializer: ...
+    def __call__(self, data: bytes | None, ctx: Any = None) -> Any: ...
+
+@final
+class JSONSerializer:
+    """Like :class:`AvroSerializer`, for JSON, with confluent-kafka ``JSONSerializer``'s argument
+    order: the dict is written as compact JSON in Rust (dict key order kept) and encrypted in the
+    same call. With ``schema_str`` the JSON is Confluent-framed under the subject's schema id
+    (registered as type ``JSON``, or ``conf={"schema_id": N}``); with None it is plain JSON.
+    Records are not validated against the schema.
+    """
+
+    def __new__(
+        cls, schema_str: Any, schema_registry_client: Any, codec: Codec, conf: Mapping[str, Any] | None = None
+    ) -> JSONSerializer: ...
+    def __call__(self, obj: Any, ctx: Any = None) -> bytes | None: ...
+
+@final
+class JSONDeserializer:
+    """Decrypts a JSON record (Confluent-framed or plain) with ``codec`` and parses it in Rust.
+    ``schema_str`` and ``schema_registry_client`` are accepted for confluent-kafka's call shape;
+    records are not validated. Objects come back with their keys sorted."""
+
+    def __new__(
+        cls,
+        schema_str: Any,
+        codec: Codec,
+        schema_registry_client: Any = None,
+        conf: Mapping[str, Any] | None = None,
+    ) -> JSONDeserializer: ...
+    def __call__(self, data: bytes | None, ctx: Any = None) -> Any: ...
 
 class Error(Exception):
     """Base class of every fieldcrypt error."""
