@@ -38,7 +38,7 @@ pub mod kafka;
 
 /// Schema-directed Avro encoding of a generic value tree, for bindings' drop-in serializers.
 pub mod avro_values {
-    pub use crate::formats::avro::values::{AvroDatumSchema, AvroValue};
+    pub use crate::formats::avro::values::{AvroBuilder, AvroDatumSchema, AvroValue};
 }
 
 pub use codec::{Codec, CodecBuilder, HeaderView, OwnedHeader, Record, TEXT_ENCODING};

@@ -12,11 +12,12 @@
 //! `JSONSerializer` / `JSONDeserializer` do the same for JSON: the dict is written as compact
 //! JSON here (key order kept; strings and numbers by serde_json), framed when a schema is given.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::os::raw::c_char;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use fieldcrypt::avro_values::{AvroDatumSchema, AvroValue};
+use fieldcrypt::avro_values::{AvroBuilder, AvroDatumSchema, AvroValue};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
@@ -35,34 +36,57 @@ fn utf8_and_size_available(py: Python<'_>) -> bool {
     *AVAILABLE.get_or_init(|| py.version_info() >= (3, 10))
 }
 
-/// A Python str as a Rust String (one copy).
-fn string_of(s: &Bound<'_, PyString>) -> PyResult<String> {
+/// A Python str's UTF-8, borrowed from it (copied on Python < 3.10, where the limited API has
+/// no borrowed UTF-8).
+///
+/// # Safety
+///
+/// The text is `s`'s own buffer: the caller must keep the str alive (a reference to it held)
+/// for `'a`.
+unsafe fn str_of<'a>(s: &Bound<'_, PyString>) -> PyResult<Cow<'a, str>> {
     let py = s.py();
     if !utf8_and_size_available(py) {
-        return Ok(s.to_cow()?.into_owned());
+        return Ok(Cow::Owned(s.to_cow()?.into_owned()));
     }
     let mut size: pyo3::ffi::Py_ssize_t = 0;
     // SAFETY: `s` is a live str (the GIL is held); the function returns a pointer to `size`
-    // bytes of UTF-8 owned by `s` (or NULL with an exception set), valid while `s` lives, and we
-    // copy them before returning.
+    // bytes of UTF-8 owned by `s` (or NULL with an exception set), cached in the immutable str
+    // and valid while it lives, which the caller guarantees for 'a.
     unsafe {
         let p = PyUnicode_AsUTF8AndSize(s.as_ptr(), &mut size);
         if p.is_null() {
             return Err(PyErr::fetch(py));
         }
         let bytes = std::slice::from_raw_parts(p.cast::<u8>(), usize::try_from(size).unwrap_or(0));
-        Ok(std::str::from_utf8_unchecked(bytes).to_owned())
+        Ok(Cow::Borrowed(std::str::from_utf8_unchecked(bytes)))
     }
 }
 
-/// Python object → the core's value tree. dict → record or map, list/tuple → array, str,
-/// bytes/bytearray, bool, int, float, None.
-fn to_value(obj: &Bound<'_, PyAny>, depth: u32) -> PyResult<AvroValue> {
+/// Python object → the core's value tree, borrowing the text of str and the bytes of `bytes`
+/// objects (immutable): dict → record or map, list/tuple → array, str, bytes/bytearray, bool,
+/// int, float, None. `keep` holds a reference to every object borrowed from, so the tree's
+/// borrows stay valid while `keep` lives even if Python code (run by nothing here, but a str
+/// subclass's methods could be) mutated the containers.
+///
+/// # Safety
+///
+/// The caller must not drop `keep` (or remove from it) while the returned tree lives: 'a must
+/// not outlive `keep`.
+unsafe fn to_value<'a, 'py>(
+    obj: &Bound<'py, PyAny>,
+    depth: u32,
+    keep: &mut Vec<Bound<'py, PyAny>>,
+) -> PyResult<AvroValue<'a>> {
     if depth > 128 {
         return Err(PyValueError::new_err("the object is nested too deeply"));
     }
     if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(AvroValue::String(string_of(s)?));
+        // SAFETY: `s` is kept alive in `keep` for 'a.
+        let text = unsafe { str_of(s) }?;
+        if matches!(text, Cow::Borrowed(_)) {
+            keep.push(obj.clone());
+        }
+        return Ok(AvroValue::String(text));
     }
     if obj.is_instance_of::<PyBool>() {
         return Ok(AvroValue::Boolean(obj.is_truthy()?));
@@ -73,8 +97,14 @@ fn to_value(obj: &Bound<'_, PyAny>, depth: u32) -> PyResult<AvroValue> {
     if let Ok(d) = obj.cast::<PyDict>() {
         let mut out = Vec::with_capacity(d.len());
         for (k, v) in d.iter() {
-            let k = k.cast::<PyString>().map_err(|_| PyTypeError::new_err("record and map keys must be str"))?;
-            out.push((string_of(k)?, to_value(&v, depth + 1)?));
+            let k = k.cast_into::<PyString>().map_err(|_| PyTypeError::new_err("record and map keys must be str"))?;
+            // SAFETY: `k` is kept alive in `keep` for 'a.
+            let key = unsafe { str_of(&k) }?;
+            if matches!(key, Cow::Borrowed(_)) {
+                keep.push(k.into_any());
+            }
+            // SAFETY: the caller's guarantee.
+            out.push((key, unsafe { to_value(&v, depth + 1, keep) }?));
         }
         return Ok(AvroValue::Map(out));
     }
@@ -84,17 +114,30 @@ fn to_value(obj: &Bound<'_, PyAny>, depth: u32) -> PyResult<AvroValue> {
     if obj.is_instance_of::<PyFloat>() {
         return Ok(AvroValue::Double(obj.extract()?));
     }
+    // SAFETY (the recursive calls): the caller's guarantee.
     if let Ok(l) = obj.cast::<PyList>() {
-        return l.iter().map(|x| to_value(&x, depth + 1)).collect::<PyResult<_>>().map(AvroValue::Array);
+        return l
+            .iter()
+            .map(|x| unsafe { to_value(&x, depth + 1, keep) })
+            .collect::<PyResult<_>>()
+            .map(AvroValue::Array);
     }
     if let Ok(t) = obj.cast::<PyTuple>() {
-        return t.iter().map(|x| to_value(&x, depth + 1)).collect::<PyResult<_>>().map(AvroValue::Array);
+        return t
+            .iter()
+            .map(|x| unsafe { to_value(&x, depth + 1, keep) })
+            .collect::<PyResult<_>>()
+            .map(AvroValue::Array);
     }
     if let Ok(b) = obj.cast::<PyBytes>() {
-        return Ok(AvroValue::Bytes(b.as_bytes().to_vec()));
+        let bytes = b.as_bytes();
+        // SAFETY: a bytes object is immutable and kept alive in `keep` for 'a.
+        let bytes: &'a [u8] = unsafe { std::slice::from_raw_parts(bytes.as_ptr(), bytes.len()) };
+        keep.push(obj.clone());
+        return Ok(AvroValue::Bytes(Cow::Borrowed(bytes)));
     }
     if let Ok(b) = obj.cast::<PyByteArray>() {
-        return Ok(AvroValue::Bytes(b.to_vec()));
+        return Ok(AvroValue::Bytes(Cow::Owned(b.to_vec())));
     }
     Err(PyTypeError::new_err(format!(
         "cannot encode a {} as Avro (dict, list, tuple, str, bytes, int, float, bool or None)",
@@ -102,29 +145,105 @@ fn to_value(obj: &Bound<'_, PyAny>, depth: u32) -> PyResult<AvroValue> {
     )))
 }
 
-fn to_py<'py>(py: Python<'py>, v: AvroValue) -> PyResult<Bound<'py, PyAny>> {
-    Ok(match v {
-        AvroValue::Null => py.None().into_bound(py),
-        AvroValue::Boolean(b) => PyBool::new(py, b).to_owned().into_any(),
-        AvroValue::Long(n) => n.into_pyobject(py)?.into_any(),
-        AvroValue::Double(d) => PyFloat::new(py, d).into_any(),
-        AvroValue::String(s) => PyString::new(py, &s).into_any(),
-        AvroValue::Bytes(b) => PyBytes::new(py, &b).into_any(),
-        AvroValue::Array(items) => {
-            let l = PyList::empty(py);
-            for x in items {
-                l.append(to_py(py, x)?)?;
-            }
-            l.into_any()
+/// A decoder's error: the core's (a format error) or Python's (building an object).
+enum DecodeError {
+    Format(fieldcrypt::Error),
+    Py(PyErr),
+}
+
+impl From<fieldcrypt::Error> for DecodeError {
+    fn from(e: fieldcrypt::Error) -> Self {
+        DecodeError::Format(e)
+    }
+}
+
+impl From<PyErr> for DecodeError {
+    fn from(e: PyErr) -> Self {
+        DecodeError::Py(e)
+    }
+}
+
+/// Builds the Python objects straight from the core's decoder: dicts keyed by the schema's
+/// field-name strings (created once per schema), lists, str, bytes, int, float, bool, None.
+struct PyBuilder<'s, 'py> {
+    py: Python<'py>,
+    keys: &'s [Py<PyString>],
+}
+
+impl<'a, 'py> AvroBuilder<'a> for PyBuilder<'_, 'py> {
+    type Value = Bound<'py, PyAny>;
+    type Seq = Bound<'py, PyAny>;
+    type Error = DecodeError;
+
+    fn null(&mut self) -> Result<Self::Value, DecodeError> {
+        Ok(self.py.None().into_bound(self.py))
+    }
+    fn boolean(&mut self, b: bool) -> Result<Self::Value, DecodeError> {
+        Ok(PyBool::new(self.py, b).to_owned().into_any())
+    }
+    fn long(&mut self, n: i64) -> Result<Self::Value, DecodeError> {
+        let Ok(n) = n.into_pyobject(self.py);
+        Ok(n.into_any())
+    }
+    fn double(&mut self, d: f64) -> Result<Self::Value, DecodeError> {
+        Ok(PyFloat::new(self.py, d).into_any())
+    }
+    fn string(&mut self, s: &'a str) -> Result<Self::Value, DecodeError> {
+        Ok(PyString::new(self.py, s).into_any())
+    }
+    fn bytes(&mut self, b: &'a [u8]) -> Result<Self::Value, DecodeError> {
+        Ok(PyBytes::new(self.py, b).into_any())
+    }
+    fn symbol(&mut self, s: &str) -> Result<Self::Value, DecodeError> {
+        Ok(PyString::new(self.py, s).into_any())
+    }
+    fn array(&mut self) -> Result<Self::Seq, DecodeError> {
+        Ok(PyList::empty(self.py).into_any())
+    }
+    fn push(&mut self, array: &mut Self::Seq, v: Self::Value) -> Result<(), DecodeError> {
+        // SAFETY: `array()` made it a list.
+        Ok(unsafe { array.cast_unchecked::<PyList>() }.append(v)?)
+    }
+    fn map(&mut self, _record: bool, _fields: usize) -> Result<Self::Seq, DecodeError> {
+        Ok(PyDict::new(self.py).into_any())
+    }
+    fn entry(&mut self, map: &mut Self::Seq, key: &'a str, v: Self::Value) -> Result<(), DecodeError> {
+        // SAFETY: `map()` made it a dict.
+        Ok(unsafe { map.cast_unchecked::<PyDict>() }.set_item(PyString::new(self.py, key), v)?)
+    }
+    fn field(&mut self, record: &mut Self::Seq, slot: usize, name: &str, v: Self::Value) -> Result<(), DecodeError> {
+        // SAFETY: `map()` made it a dict.
+        let d = unsafe { record.cast_unchecked::<PyDict>() };
+        match self.keys.get(slot) {
+            Some(k) => d.set_item(k.bind(self.py), v)?,
+            None => d.set_item(PyString::new(self.py, name), v)?,
         }
-        AvroValue::Map(kvs) => {
-            let d = PyDict::new(py);
-            for (k, x) in kvs {
-                d.set_item(PyString::new(py, &k), to_py(py, x)?)?;
-            }
-            d.into_any()
-        }
-    })
+        Ok(())
+    }
+    fn end(&mut self, seq: Self::Seq) -> Result<Self::Value, DecodeError> {
+        Ok(seq)
+    }
+}
+
+/// A schema to decode with and its field names as Python strs, by slot.
+struct DecodeSchema {
+    schema: AvroDatumSchema,
+    keys: Vec<Py<PyString>>,
+}
+
+impl DecodeSchema {
+    fn parse(py: Python<'_>, text: &str) -> PyResult<DecodeSchema> {
+        let schema = AvroDatumSchema::parse(text, &[]).map_err(|e| errors::to_py(py, &e, None))?;
+        let keys = schema.field_names().into_iter().map(|n| PyString::intern(py, n).unbind()).collect();
+        Ok(DecodeSchema { schema, keys })
+    }
+
+    fn decode<'py>(&self, py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+        self.schema.decode_with(bytes, &mut PyBuilder { py, keys: &self.keys }).map_err(|e| match e {
+            DecodeError::Format(e) => errors::to_py(py, &e, None),
+            DecodeError::Py(e) => e,
+        })
+    }
 }
 
 fn serialization_error(py: Python<'_>, message: String) -> PyErr {
@@ -362,11 +481,15 @@ impl AvroSerializer {
         }
         let ctx = context(py, ctx, "AvroSerializer")?;
         let id = self.ids.id_for(py, &ctx)?;
-        let value = to_value(obj, 0)?;
+        let mut keep = Vec::with_capacity(32);
+        // SAFETY: `keep` outlives `value` (dropped at the end of this function, after it).
+        let value = unsafe { to_value(obj, 0, &mut keep) }?;
         let mut datum = Vec::with_capacity(256);
         datum.push(0);
         datum.extend_from_slice(&id.to_be_bytes());
         self.schema.encode(&value, &mut datum).map_err(|e| errors::to_py(py, &e, None))?;
+        drop(value);
+        drop(keep);
         encrypt_part(py, &self.codec, &ctx, &datum)
     }
 
@@ -381,13 +504,13 @@ impl AvroSerializer {
 pub(crate) struct AvroDeserializer {
     client: Option<Py<PyAny>>,
     /// Used for every schema id when given (the reader's schema must be the writer's).
-    schema: Option<Arc<AvroDatumSchema>>,
+    schema: Option<Arc<DecodeSchema>>,
     codec: Py<Codec>,
-    by_id: Mutex<HashMap<u32, Arc<AvroDatumSchema>>>,
+    by_id: Mutex<HashMap<u32, Arc<DecodeSchema>>>,
 }
 
 impl AvroDeserializer {
-    fn schema_for(&self, py: Python<'_>, id: u32) -> PyResult<Arc<AvroDatumSchema>> {
+    fn schema_for(&self, py: Python<'_>, id: u32) -> PyResult<Arc<DecodeSchema>> {
         if let Some(s) = &self.schema {
             return Ok(s.clone());
         }
@@ -398,7 +521,7 @@ impl AvroDeserializer {
             return Err(errors::config(py, "AvroDeserializer: no schema registry client and no schema_str"));
         };
         let text: String = client.bind(py).call_method1("get_schema", (id,))?.getattr("schema_str")?.extract()?;
-        let schema = Arc::new(AvroDatumSchema::parse(&text, &[]).map_err(|e| errors::to_py(py, &e, None))?);
+        let schema = Arc::new(DecodeSchema::parse(py, &text)?);
         self.by_id.lock().unwrap_or_else(|e| e.into_inner()).insert(id, schema.clone());
         Ok(schema)
     }
@@ -421,7 +544,7 @@ impl AvroDeserializer {
             None => None,
             Some(s) => {
                 let text = schema_text(s)?;
-                Some(Arc::new(AvroDatumSchema::parse(&text, &[]).map_err(|e| errors::to_py(py, &e, None))?))
+                Some(Arc::new(DecodeSchema::parse(py, &text)?))
             }
         };
         Ok(AvroDeserializer {
@@ -452,8 +575,7 @@ impl AvroDeserializer {
         let id = u32::from_be_bytes(plain[1..5].try_into().expect("4 bytes"));
         let schema = self.schema_for(py, id)?;
         // Decoding takes about a microsecond: not worth releasing the GIL for.
-        let value = schema.decode(&plain[5..]).map_err(|e| errors::to_py(py, &e, None))?;
-        to_py(py, value)
+        schema.decode(py, &plain[5..])
     }
 
     fn __repr__(&self) -> String {
@@ -470,7 +592,8 @@ fn write_json(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: u32) -> PyResult
         return Err(PyValueError::new_err("the object is nested too deeply"));
     }
     if let Ok(s) = obj.cast::<PyString>() {
-        return put(out, &string_of(s)?);
+        // SAFETY: the text is written while `s` is alive.
+        return put(out, &unsafe { str_of(s) }?.as_ref());
     }
     if obj.is_instance_of::<PyBool>() {
         out.extend_from_slice(if obj.is_truthy()? { b"true" } else { b"false" });
@@ -489,7 +612,8 @@ fn write_json(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: u32) -> PyResult
                 out.push(b',');
             }
             let k = k.cast::<PyString>().map_err(|_| PyTypeError::new_err("JSON object keys must be str"))?;
-            put(out, &string_of(k)?)?;
+            // SAFETY: the text is written while `k` is alive.
+            put(out, &unsafe { str_of(k) }?.as_ref())?;
             out.push(b':');
             write_json(&v, out, depth + 1)?;
         }

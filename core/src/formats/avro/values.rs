@@ -11,28 +11,134 @@
 //! `Map`, ...). A record field missing from the map is written as `null` when its type allows
 //! one (`null`, or a union with a `null` branch); otherwise it is an error. Field defaults other
 //! than `null` are not applied.
+//!
+//! Strings and bytes are [`Cow`]s: a binding borrows its objects' text and bytes to encode
+//! them without copying. Decoding can skip the tree: [`AvroDatumSchema::decode_with`] hands
+//! each decoded value to an [`AvroBuilder`] (a binding's, to build its own objects directly),
+//! with strings and bytes borrowed from the input and record fields numbered per schema (see
+//! [`AvroDatumSchema::field_names`]) so a binding can reuse one key object per field.
+
+use std::borrow::Cow;
 
 use super::{put_long, AvroSchema, Ty, TyId, MAX_DEPTH};
 use crate::error::{Error, ErrorKind, Result};
 
 /// A generic Avro value (see the module documentation for how it maps to the schema types).
 #[derive(Debug, Clone, PartialEq)]
-pub enum AvroValue {
+pub enum AvroValue<'a> {
     Null,
     Boolean(bool),
     Long(i64),
     Double(f64),
-    String(String),
-    Bytes(Vec<u8>),
-    Array(Vec<AvroValue>),
+    String(Cow<'a, str>),
+    Bytes(Cow<'a, [u8]>),
+    Array(Vec<AvroValue<'a>>),
     /// A record (field name → value) or a map, in order.
-    Map(Vec<(String, AvroValue)>),
+    Map(Vec<(Cow<'a, str>, AvroValue<'a>)>),
+}
+
+/// Builds a decoded datum bottom-up, in input order (see [`AvroDatumSchema::decode_with`]).
+/// `int`/`long` come as [`AvroBuilder::long`], `float`/`double` as [`AvroBuilder::double`], an
+/// enum as its symbol ([`AvroBuilder::string`]), `fixed` and the length-prefixed logical types
+/// as [`AvroBuilder::bytes`]; a union is its branch's value.
+pub trait AvroBuilder<'a> {
+    type Value;
+    /// An array or map under construction.
+    type Seq;
+    /// The error the builder fails with; the decoder's own are converted.
+    type Error: From<Error>;
+
+    fn null(&mut self) -> std::result::Result<Self::Value, Self::Error>;
+    fn boolean(&mut self, b: bool) -> std::result::Result<Self::Value, Self::Error>;
+    fn long(&mut self, n: i64) -> std::result::Result<Self::Value, Self::Error>;
+    fn double(&mut self, d: f64) -> std::result::Result<Self::Value, Self::Error>;
+    fn string(&mut self, s: &'a str) -> std::result::Result<Self::Value, Self::Error>;
+    fn bytes(&mut self, b: &'a [u8]) -> std::result::Result<Self::Value, Self::Error>;
+    /// An enum symbol (the schema's text, not the input's).
+    fn symbol(&mut self, s: &str) -> std::result::Result<Self::Value, Self::Error>;
+    /// A new array.
+    fn array(&mut self) -> std::result::Result<Self::Seq, Self::Error>;
+    fn push(&mut self, array: &mut Self::Seq, v: Self::Value) -> std::result::Result<(), Self::Error>;
+    /// A new map, or a new record of `fields` fields (`record`).
+    fn map(&mut self, record: bool, fields: usize) -> std::result::Result<Self::Seq, Self::Error>;
+    /// A map entry.
+    fn entry(&mut self, map: &mut Self::Seq, key: &'a str, v: Self::Value) -> std::result::Result<(), Self::Error>;
+    /// A record field: `slot` is its index in [`AvroDatumSchema::field_names`] (whose name is `name`).
+    fn field(
+        &mut self,
+        record: &mut Self::Seq,
+        slot: usize,
+        name: &str,
+        v: Self::Value,
+    ) -> std::result::Result<(), Self::Error>;
+    /// The finished array, map or record.
+    fn end(&mut self, seq: Self::Seq) -> std::result::Result<Self::Value, Self::Error>;
+}
+
+/// The builder of [`AvroDatumSchema::decode`]: the [`AvroValue`] tree, borrowing the input.
+struct TreeBuilder;
+
+impl<'a> AvroBuilder<'a> for TreeBuilder {
+    type Value = AvroValue<'a>;
+    type Seq = AvroValue<'a>;
+    type Error = Error;
+
+    fn null(&mut self) -> Result<AvroValue<'a>> {
+        Ok(AvroValue::Null)
+    }
+    fn boolean(&mut self, b: bool) -> Result<AvroValue<'a>> {
+        Ok(AvroValue::Boolean(b))
+    }
+    fn long(&mut self, n: i64) -> Result<AvroValue<'a>> {
+        Ok(AvroValue::Long(n))
+    }
+    fn double(&mut self, d: f64) -> Result<AvroValue<'a>> {
+        Ok(AvroValue::Double(d))
+    }
+    fn string(&mut self, s: &'a str) -> Result<AvroValue<'a>> {
+        Ok(AvroValue::String(Cow::Borrowed(s)))
+    }
+    fn bytes(&mut self, b: &'a [u8]) -> Result<AvroValue<'a>> {
+        Ok(AvroValue::Bytes(Cow::Borrowed(b)))
+    }
+    fn symbol(&mut self, s: &str) -> Result<AvroValue<'a>> {
+        Ok(AvroValue::String(Cow::Owned(s.to_owned())))
+    }
+    fn array(&mut self) -> Result<AvroValue<'a>> {
+        Ok(AvroValue::Array(Vec::new()))
+    }
+    fn push(&mut self, array: &mut AvroValue<'a>, v: AvroValue<'a>) -> Result<()> {
+        if let AvroValue::Array(items) = array {
+            items.push(v);
+        }
+        Ok(())
+    }
+    fn map(&mut self, _record: bool, fields: usize) -> Result<AvroValue<'a>> {
+        Ok(AvroValue::Map(Vec::with_capacity(fields)))
+    }
+    fn entry(&mut self, map: &mut AvroValue<'a>, key: &'a str, v: AvroValue<'a>) -> Result<()> {
+        if let AvroValue::Map(kvs) = map {
+            kvs.push((Cow::Borrowed(key), v));
+        }
+        Ok(())
+    }
+    fn field(&mut self, record: &mut AvroValue<'a>, _slot: usize, name: &str, v: AvroValue<'a>) -> Result<()> {
+        if let AvroValue::Map(kvs) = record {
+            kvs.push((Cow::Owned(name.to_owned()), v));
+        }
+        Ok(())
+    }
+    fn end(&mut self, seq: AvroValue<'a>) -> Result<AvroValue<'a>> {
+        Ok(seq)
+    }
 }
 
 /// A parsed Avro schema that encodes [`AvroValue`]s to Avro binary and decodes them back.
 #[derive(Debug)]
 pub struct AvroDatumSchema {
     schema: AvroSchema,
+    /// Per type: the slot of a record's first field (records' fields are numbered in type order).
+    field_base: Vec<usize>,
 }
 
 fn err(detail: impl Into<String>) -> Error {
@@ -42,20 +148,44 @@ fn err(detail: impl Into<String>) -> Error {
 impl AvroDatumSchema {
     /// Parses a schema; `references` are the texts of the named types it refers to.
     pub fn parse(schema_json: &str, references: &[String]) -> Result<AvroDatumSchema> {
-        Ok(AvroDatumSchema { schema: AvroSchema::parse(schema_json, references)? })
+        let schema = AvroSchema::parse(schema_json, references)?;
+        let mut field_base = Vec::with_capacity(schema.types.len());
+        let mut next = 0;
+        for t in &schema.types {
+            field_base.push(next);
+            if let Ty::Record(r) = t {
+                next += r.fields.len();
+            }
+        }
+        Ok(AvroDatumSchema { schema, field_base })
+    }
+
+    /// The names of all record fields of the schema, by slot (see [`AvroBuilder::field`]).
+    pub fn field_names(&self) -> Vec<&str> {
+        let records = self.schema.types.iter().filter_map(|t| if let Ty::Record(r) = t { Some(r) } else { None });
+        records.flat_map(|r| r.fields.iter().map(|f| f.name.as_str())).collect()
     }
 
     /// Appends the Avro binary encoding of `value` to `out`.
-    pub fn encode(&self, value: &AvroValue, out: &mut Vec<u8>) -> Result<()> {
+    pub fn encode(&self, value: &AvroValue<'_>, out: &mut Vec<u8>) -> Result<()> {
         self.enc(self.schema.root, value, out, 0, &mut Vec::new())
     }
 
-    /// Decodes one datum; the whole input must be consumed.
-    pub fn decode(&self, bytes: &[u8]) -> Result<AvroValue> {
+    /// Decodes one datum; the whole input must be consumed. Strings and bytes borrow `bytes`.
+    pub fn decode<'a>(&self, bytes: &'a [u8]) -> Result<AvroValue<'a>> {
+        self.decode_with(bytes, &mut TreeBuilder)
+    }
+
+    /// Decodes one datum into `builder`'s values; the whole input must be consumed.
+    pub fn decode_with<'a, B: AvroBuilder<'a>>(
+        &self,
+        bytes: &'a [u8],
+        builder: &mut B,
+    ) -> std::result::Result<B::Value, B::Error> {
         let mut r = Reader { bytes, pos: 0 };
-        let v = self.dec(self.schema.root, &mut r, 0)?;
+        let v = self.dec(self.schema.root, &mut r, 0, builder)?;
         if r.pos != bytes.len() {
-            return Err(err(format!("{} bytes after the Avro datum", bytes.len() - r.pos)));
+            return Err(err(format!("{} bytes after the Avro datum", bytes.len() - r.pos)).into());
         }
         Ok(v)
     }
@@ -64,7 +194,7 @@ impl AvroDatumSchema {
         &self.schema.types[t as usize]
     }
 
-    fn fits(&self, t: TyId, v: &AvroValue) -> bool {
+    fn fits(&self, t: TyId, v: &AvroValue<'_>) -> bool {
         matches!(
             (self.ty(t), v),
             (Ty::Null, AvroValue::Null)
@@ -80,11 +210,18 @@ impl AvroDatumSchema {
     }
 
     /// `path` names where the encoder is, for messages (field names only: never values).
-    fn enc(&self, t: TyId, v: &AvroValue, out: &mut Vec<u8>, depth: u32, path: &mut Vec<String>) -> Result<()> {
+    fn enc<'s>(
+        &'s self,
+        t: TyId,
+        v: &AvroValue<'_>,
+        out: &mut Vec<u8>,
+        depth: u32,
+        path: &mut Vec<&'s str>,
+    ) -> Result<()> {
         if depth > MAX_DEPTH {
             return Err(err("the value is nested too deeply"));
         }
-        let mismatch = |path: &Vec<String>| {
+        let mismatch = |path: &Vec<&str>| {
             err(format!("{}: a {} value does not fit {}", at(path), kind(v), self.schema.describe(t)))
         };
         match (self.ty(t), v) {
@@ -110,7 +247,7 @@ impl AvroDatumSchema {
             (Ty::Enum { symbols, name }, AvroValue::String(s)) => {
                 let i = symbols
                     .iter()
-                    .position(|x| x == s)
+                    .position(|x| *x == **s)
                     .ok_or_else(|| err(format!("{}: not a symbol of enum {name}", at(path))))?;
                 put_long(out, i as i64);
             }
@@ -140,7 +277,7 @@ impl AvroDatumSchema {
                         Some((k, x)) if *k == f.name => Some(x),
                         _ => kvs.iter().find(|(k, _)| *k == f.name).map(|(_, x)| x),
                     };
-                    path.push(f.name.clone());
+                    path.push(&f.name);
                     match found {
                         Some(x) => self.enc(f.ty, x, out, depth + 1, path)?,
                         None => self.enc(f.ty, &AvroValue::Null, out, depth + 1, path).map_err(|_| {
@@ -161,78 +298,87 @@ impl AvroDatumSchema {
         Ok(())
     }
 
-    fn dec(&self, t: TyId, r: &mut Reader<'_>, depth: u32) -> Result<AvroValue> {
+    fn dec<'a, B: AvroBuilder<'a>>(
+        &self,
+        t: TyId,
+        r: &mut Reader<'a>,
+        depth: u32,
+        b: &mut B,
+    ) -> std::result::Result<B::Value, B::Error> {
         if depth > MAX_DEPTH {
-            return Err(err("the Avro datum is nested too deeply"));
+            return Err(err("the Avro datum is nested too deeply").into());
         }
-        Ok(match self.ty(t) {
-            Ty::Null => AvroValue::Null,
+        match self.ty(t) {
+            Ty::Null => b.null(),
             Ty::Boolean => match r.byte()? {
-                0 => AvroValue::Boolean(false),
-                1 => AvroValue::Boolean(true),
-                _ => return Err(err("an Avro boolean is neither 0 nor 1")),
+                0 => b.boolean(false),
+                1 => b.boolean(true),
+                _ => Err(err("an Avro boolean is neither 0 nor 1").into()),
             },
             Ty::Int(_) => {
                 let n = r.long()?;
                 i32::try_from(n).map_err(|_| err("an Avro int is out of range"))?;
-                AvroValue::Long(n)
+                b.long(n)
             }
-            Ty::Long(_) => AvroValue::Long(r.long()?),
-            Ty::Float => AvroValue::Double(f64::from(f32::from_le_bytes(r.take(4)?.try_into().expect("4 bytes")))),
-            Ty::Double => AvroValue::Double(f64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes"))),
+            Ty::Long(_) => b.long(r.long()?),
+            Ty::Float => b.double(f64::from(f32::from_le_bytes(r.take(4)?.try_into().expect("4 bytes")))),
+            Ty::Double => b.double(f64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes"))),
             Ty::String => {
                 let n = r.len()?;
-                let s = std::str::from_utf8(r.take(n)?).map_err(|_| err("an Avro string is not UTF-8"))?;
-                AvroValue::String(s.to_string())
+                b.string(std::str::from_utf8(r.take(n)?).map_err(|_| err("an Avro string is not UTF-8"))?)
             }
             Ty::Bytes | Ty::Blob(_) => {
                 let n = r.len()?;
-                AvroValue::Bytes(r.take(n)?.to_vec())
+                b.bytes(r.take(n)?)
             }
-            Ty::Fixed { size, .. } => AvroValue::Bytes(r.take(*size)?.to_vec()),
+            Ty::Fixed { size, .. } => b.bytes(r.take(*size)?),
             Ty::Enum { symbols, .. } => {
                 let i = r.long()?;
                 let s = usize::try_from(i).ok().and_then(|i| symbols.get(i));
-                AvroValue::String(s.ok_or_else(|| err("an Avro enum index is out of range"))?.clone())
+                let s: &str = s.ok_or_else(|| err("an Avro enum index is out of range"))?;
+                b.symbol(s)
             }
             Ty::Array(items) => {
-                let mut out = Vec::new();
+                let mut out = b.array()?;
                 while let Some(n) = r.block()? {
                     for _ in 0..n {
-                        out.push(self.dec(*items, r, depth + 1)?);
+                        let v = self.dec(*items, r, depth + 1, b)?;
+                        b.push(&mut out, v)?;
                     }
                 }
-                AvroValue::Array(out)
+                b.end(out)
             }
             Ty::Map(values) => {
-                let mut out = Vec::new();
+                let mut out = b.map(false, 0)?;
                 while let Some(n) = r.block()? {
                     for _ in 0..n {
                         let k = r.len()?;
                         let k = std::str::from_utf8(r.take(k)?).map_err(|_| err("an Avro map key is not UTF-8"))?;
-                        let k = k.to_string();
-                        out.push((k, self.dec(*values, r, depth + 1)?));
+                        let v = self.dec(*values, r, depth + 1, b)?;
+                        b.entry(&mut out, k, v)?;
                     }
                 }
-                AvroValue::Map(out)
+                b.end(out)
             }
             Ty::Union(branches) => {
                 let i = r.long()?;
-                let b = usize::try_from(i).ok().and_then(|i| branches.get(i));
-                self.dec(*b.ok_or_else(|| err("an Avro union index is out of range"))?, r, depth + 1)?
+                let br = usize::try_from(i).ok().and_then(|i| branches.get(i));
+                self.dec(*br.ok_or_else(|| err("an Avro union index is out of range"))?, r, depth + 1, b)
             }
             Ty::Record(rec) => {
-                let mut out = Vec::with_capacity(rec.fields.len());
-                for f in &rec.fields {
-                    out.push((f.name.clone(), self.dec(f.ty, r, depth + 1)?));
+                let base = self.field_base[t as usize];
+                let mut out = b.map(true, rec.fields.len())?;
+                for (i, f) in rec.fields.iter().enumerate() {
+                    let v = self.dec(f.ty, r, depth + 1, b)?;
+                    b.field(&mut out, base + i, &f.name, v)?;
                 }
-                AvroValue::Map(out)
+                b.end(out)
             }
-        })
+        }
     }
 }
 
-fn at(path: &[String]) -> String {
+fn at(path: &[&str]) -> String {
     if path.is_empty() {
         "the value".into()
     } else {
@@ -240,7 +386,7 @@ fn at(path: &[String]) -> String {
     }
 }
 
-fn kind(v: &AvroValue) -> &'static str {
+fn kind(v: &AvroValue<'_>) -> &'static str {
     match v {
         AvroValue::Null => "null",
         AvroValue::Boolean(_) => "boolean",
@@ -263,7 +409,7 @@ struct Reader<'a> {
     pos: usize,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
     fn truncated() -> Error {
         err("the Avro datum is truncated")
     }
@@ -274,9 +420,10 @@ impl Reader<'_> {
         Ok(b)
     }
 
-    fn take(&mut self, n: usize) -> Result<&[u8]> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(Self::truncated)?;
-        let s = &self.bytes[self.pos..end];
+        let bytes: &'a [u8] = self.bytes;
+        let s = &bytes[self.pos..end];
         self.pos = end;
         Ok(s)
     }
@@ -340,11 +487,11 @@ mod tests {
         {"name": "phone", "type": ["null", "string"], "default": null}
       ]}"#;
 
-    fn s(x: &str) -> AvroValue {
+    fn s(x: &str) -> AvroValue<'_> {
         AvroValue::String(x.into())
     }
 
-    fn record(phone: AvroValue) -> AvroValue {
+    fn record(phone: AvroValue<'static>) -> AvroValue<'static> {
         let addr = AvroValue::Map(vec![("street".into(), s("1 Main St")), ("zip".into(), s("94043"))]);
         AvroValue::Map(vec![
             ("id".into(), s("p-1")),
@@ -354,9 +501,9 @@ mod tests {
             ("ratio".into(), AvroValue::Double(0.25)),
             ("f".into(), AvroValue::Double(1.5)),
             ("ok".into(), AvroValue::Boolean(true)),
-            ("raw".into(), AvroValue::Bytes(vec![0, 1, 255])),
+            ("raw".into(), AvroValue::Bytes(vec![0, 1, 255].into())),
             ("color".into(), s("GREEN")),
-            ("fx".into(), AvroValue::Bytes(vec![9, 8])),
+            ("fx".into(), AvroValue::Bytes(vec![9, 8].into())),
             ("address".into(), addr.clone()),
             ("tags".into(), AvroValue::Array(vec![s("a"), s("b")])),
             ("attrs".into(), AvroValue::Map(vec![("x".into(), AvroValue::Long(1))])),
@@ -428,6 +575,77 @@ mod tests {
         }
         out.push(0);
         assert!(schema.decode(&out).is_err());
+    }
+
+    /// Records the field slots a builder is given, and builds the tree.
+    struct Slots(Vec<(usize, String)>);
+
+    impl<'a> AvroBuilder<'a> for Slots {
+        type Value = AvroValue<'a>;
+        type Seq = AvroValue<'a>;
+        type Error = Error;
+        fn null(&mut self) -> Result<AvroValue<'a>> {
+            TreeBuilder.null()
+        }
+        fn boolean(&mut self, b: bool) -> Result<AvroValue<'a>> {
+            TreeBuilder.boolean(b)
+        }
+        fn long(&mut self, n: i64) -> Result<AvroValue<'a>> {
+            TreeBuilder.long(n)
+        }
+        fn double(&mut self, d: f64) -> Result<AvroValue<'a>> {
+            TreeBuilder.double(d)
+        }
+        fn string(&mut self, s: &'a str) -> Result<AvroValue<'a>> {
+            TreeBuilder.string(s)
+        }
+        fn bytes(&mut self, b: &'a [u8]) -> Result<AvroValue<'a>> {
+            TreeBuilder.bytes(b)
+        }
+        fn symbol(&mut self, s: &str) -> Result<AvroValue<'a>> {
+            TreeBuilder.symbol(s)
+        }
+        fn array(&mut self) -> Result<AvroValue<'a>> {
+            TreeBuilder.array()
+        }
+        fn push(&mut self, array: &mut AvroValue<'a>, v: AvroValue<'a>) -> Result<()> {
+            TreeBuilder.push(array, v)
+        }
+        fn map(&mut self, record: bool, fields: usize) -> Result<AvroValue<'a>> {
+            TreeBuilder.map(record, fields)
+        }
+        fn entry(&mut self, map: &mut AvroValue<'a>, key: &'a str, v: AvroValue<'a>) -> Result<()> {
+            TreeBuilder.entry(map, key, v)
+        }
+        fn field(&mut self, record: &mut AvroValue<'a>, slot: usize, name: &str, v: AvroValue<'a>) -> Result<()> {
+            self.0.push((slot, name.to_owned()));
+            TreeBuilder.field(record, slot, name, v)
+        }
+        fn end(&mut self, seq: AvroValue<'a>) -> Result<AvroValue<'a>> {
+            TreeBuilder.end(seq)
+        }
+    }
+
+    #[test]
+    fn builders_get_borrowed_values_and_one_slot_per_schema_field() {
+        let schema = AvroDatumSchema::parse(PAYMENT, &[]).unwrap();
+        let v = record(s("+1-650"));
+        let mut out = Vec::new();
+        schema.encode(&v, &mut out).unwrap();
+        let mut slots = Slots(Vec::new());
+        assert_eq!(schema.decode_with(&out, &mut slots).unwrap(), v);
+        let names = schema.field_names();
+        assert_eq!(names.len(), 17, "{names:?}"); // Payment's 15 and Address's 2, once
+        for (slot, name) in &slots.0 {
+            assert_eq!(names[*slot], name);
+        }
+        // `address` and `home` are the same Address: the same slots.
+        let street: Vec<usize> = slots.0.iter().filter(|(_, n)| n == "street").map(|(i, _)| *i).collect();
+        assert_eq!(street.len(), 2);
+        assert_eq!(street[0], street[1]);
+        // Strings are borrowed from the input.
+        let AvroValue::Map(fields) = schema.decode(&out).unwrap() else { unreachable!() };
+        assert!(matches!(fields[0].1, AvroValue::String(Cow::Borrowed("p-1"))));
     }
 
     #[test]
