@@ -53,10 +53,14 @@ fuzz: setup
 test: lint unit it fuzz
 	@echo "make test: all suites passed"
 
-# Criterion benchmarks: the codec per format (core/benches) and the per-record cost with a real
-# KMS (OpenBao) behind the DEK cache against the local KMS (tests/benches/kms.rs).
+# Benchmarks: the codec per format (criterion, core/benches), the per-record cost with a real
+# KMS (OpenBao) behind the DEK cache against the local KMS (tests/benches/kms.rs), and the
+# Python serializers side by side with confluent-kafka's (bindings/python/bench).
 bench: setup
 	$(CARGO) bench -p fieldcrypt --bench codec --bench formats
 	export FIELDCRYPT_RUN=$(CURDIR)/target/servers; trap 'scripts/kms/openbao.sh stop' EXIT; \
 	scripts/kms/openbao.sh start && eval "$$(scripts/kms/openbao.sh env)" && \
 	$(CARGO) bench -p fieldcrypt-it --bench kms
+	bindings/python/run-tests.sh -q
+	$(PY_VENV)/bin/pip install -q "confluent-kafka[schemaregistry,rules,avro]==2.16.1"
+	$(PY_VENV)/bin/python bindings/python/bench/bench_serializers.py
