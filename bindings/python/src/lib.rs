@@ -131,7 +131,7 @@ pub(crate) struct Codec {
     pub(crate) inner: fieldcrypt::Codec,
 }
 
-type CodecCall = fn(
+pub(crate) type CodecCall = fn(
     &fieldcrypt::Codec,
     &str,
     Option<&[u8]>,
@@ -139,8 +139,8 @@ type CodecCall = fn(
     &[OwnedHeader],
 ) -> fieldcrypt::Result<fieldcrypt::Record>;
 
-const ENCRYPT: CodecCall = |c, topic, key, value, headers| c.encrypt(topic, key, value, headers);
-const DECRYPT: CodecCall = |c, topic, key, value, headers| c.decrypt(topic, key, value, headers);
+pub(crate) const ENCRYPT: CodecCall = |c, topic, key, value, headers| c.encrypt(topic, key, value, headers);
+pub(crate) const DECRYPT: CodecCall = |c, topic, key, value, headers| c.decrypt(topic, key, value, headers);
 
 impl Codec {
     fn one(

@@ -22,7 +22,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
-use crate::{errors, headers_from, Codec};
+use crate::{errors, headers_from, Codec, CodecCall, DECRYPT, ENCRYPT};
 
 // `PyUnicode_AsUTF8AndSize` is in the limited API from Python 3.10 (pyo3 hides it from an
 // abi3-py39 build): borrowed UTF-8 without the intermediate `bytes` object `to_cow` makes on
@@ -408,38 +408,34 @@ fn schema_text(obj: &Bound<'_, PyAny>) -> PyResult<String> {
     }
 }
 
-/// Encrypts `data` (a serialized key or value) for `ctx` and puts the headers back in place.
-fn encrypt_part(py: Python<'_>, codec: &Py<Codec>, ctx: &Ctx<'_>, data: &[u8]) -> PyResult<Option<Py<PyBytes>>> {
+/// Runs the codec (`ENCRYPT` or `DECRYPT`) on `data`, the serialized key or value of `ctx`,
+/// without the GIL: the resulting record.
+fn codec_part(
+    py: Python<'_>,
+    call: CodecCall,
+    codec: &Py<Codec>,
+    ctx: &Ctx<'_>,
+    data: &[u8],
+) -> PyResult<fieldcrypt::Record> {
     let headers = headers_from(Some(&ctx.headers))?;
     let codec = &codec.get().inner;
     let (topic, is_key) = (&ctx.topic, ctx.is_key);
-    let out = py.detach(|| {
-        if is_key {
-            codec.encrypt(topic, Some(data), None, &headers)
-        } else {
-            codec.encrypt(topic, None, Some(data), &headers)
-        }
-    });
-    let out = out.map_err(|e| errors::to_py(py, &e, None))?;
+    let (key, value) = if is_key { (Some(data), None) } else { (None, Some(data)) };
+    py.detach(|| call(codec, topic, key, value, &headers)).map_err(|e| errors::to_py(py, &e, None))
+}
+
+/// Encrypts `data` (a serialized key or value) for `ctx` and puts the headers back in place.
+fn encrypt_part(py: Python<'_>, codec: &Py<Codec>, ctx: &Ctx<'_>, data: &[u8]) -> PyResult<Option<Py<PyBytes>>> {
+    let out = codec_part(py, ENCRYPT, codec, ctx, data)?;
     write_headers(py, ctx, &out.headers)?;
-    let bytes = if is_key { out.key } else { out.value };
+    let bytes = if ctx.is_key { out.key } else { out.value };
     Ok(bytes.map(|b| PyBytes::new(py, &b).unbind()))
 }
 
 /// Decrypts `data` for `ctx` (its headers unchanged): the plaintext part.
 fn decrypt_part(py: Python<'_>, codec: &Py<Codec>, ctx: &Ctx<'_>, data: &[u8]) -> PyResult<Vec<u8>> {
-    let headers = headers_from(Some(&ctx.headers))?;
-    let codec = &codec.get().inner;
-    let (topic, is_key) = (&ctx.topic, ctx.is_key);
-    let out = py.detach(|| {
-        if is_key {
-            codec.decrypt(topic, Some(data), None, &headers)
-        } else {
-            codec.decrypt(topic, None, Some(data), &headers)
-        }
-    });
-    let out = out.map_err(|e| errors::to_py(py, &e, None))?;
-    Ok(if is_key { out.key } else { out.value }.unwrap_or_default())
+    let out = codec_part(py, DECRYPT, codec, ctx, data)?;
+    Ok(if ctx.is_key { out.key } else { out.value }.unwrap_or_default())
 }
 
 /// Serializes a dict to Confluent-framed Avro (`0x00`, the 4-byte big-endian schema id, the
