@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::framing::SchemaRef;
-use crate::http::{off_runtime, truncate, HttpClient, HttpOptions, Reply as Reply_, SendError};
+use crate::http::{off_runtime, truncate, HttpClient, HttpOptions, Reply, SendError};
 pub use crate::schema::SchemaType;
 use crate::schema::{SchemaSource, SchemaText};
 
@@ -353,8 +353,8 @@ impl Inner {
     fn fetch_by_id(&self, id: i32) -> Result<Arc<RegisteredSchema>> {
         let path = ["schemas", "ids", &id.to_string()];
         let body = match self.http.get(&path)? {
-            Reply::Found(body) => body,
-            Reply::NotFound(path) => {
+            Fetched::Found(body) => body,
+            Fetched::NotFound(path) => {
                 return Err(not_known(format!("schema id {id} is not known to the registry (GET {path}: 404)")))
             }
         };
@@ -367,8 +367,8 @@ impl Inner {
     fn fetch_by_guid(&self, guid: &str) -> Result<Arc<RegisteredSchema>> {
         let path = ["schemas", "guids", guid];
         let body = match self.http.get(&path)? {
-            Reply::Found(body) => body,
-            Reply::NotFound(path) => {
+            Fetched::Found(body) => body,
+            Fetched::NotFound(path) => {
                 return Err(not_known(format!(
                     "schema guid {:?} is not known to the registry (GET {path}: 404)",
                     truncate(guid, 80)
@@ -399,8 +399,8 @@ impl Inner {
         let version_segment = version.map_or_else(|| "latest".to_string(), |v| v.to_string());
         let path = ["subjects", subject, "versions", &version_segment];
         let body = match self.http.get(&path)? {
-            Reply::Found(body) => body,
-            Reply::NotFound(path) => {
+            Fetched::Found(body) => body,
+            Fetched::NotFound(path) => {
                 let which = version.map_or_else(|| "latest version".to_string(), |v| format!("version {v}"));
                 return Err(not_known(format!(
                     "subject {:?} {which} is not known to the registry (GET {path}: 404)",
@@ -616,7 +616,7 @@ struct Http {
     auth: Auth,
 }
 
-enum Reply {
+enum Fetched {
     Found(Vec<u8>),
     /// A 404 with the registry's error body; holds the path asked for.
     NotFound(String),
@@ -651,7 +651,7 @@ impl Http {
     }
 
     /// GET with retries on connection errors, timeouts and 5xx.
-    fn get(&self, segments: &[&str]) -> Result<Reply> {
+    fn get(&self, segments: &[&str]) -> Result<Fetched> {
         let url = self.url(segments);
         let path = url.path().to_string();
         let reply = self.client.send(&|client| {
@@ -662,7 +662,7 @@ impl Http {
                 Auth::Bearer(token) => request.bearer_auth(token),
             }
         });
-        let Reply_ { status, body } = match reply {
+        let Reply { status, body } = match reply {
             Ok(reply) => reply,
             Err(e @ SendError::Unavailable { .. }) => {
                 return Err(unavailable(format!("schema registry unavailable: GET {path} {}", e.describe())))
@@ -671,8 +671,8 @@ impl Http {
             Err(e @ SendError::TooLarge { .. }) => return Err(bad_response(format!("GET {path}: {}", e.describe()))),
         };
         match status {
-            200..=299 => Ok(Reply::Found(body)),
-            404 if is_registry_error(&body) => Ok(Reply::NotFound(path)),
+            200..=299 => Ok(Fetched::Found(body)),
+            404 if is_registry_error(&body) => Ok(Fetched::NotFound(path)),
             404 => Err(Error::config(format!(
                 "GET {path}: HTTP 404 without a Schema Registry error body: the URL does not lead to a \
                  Confluent-compatible API (Apicurio: .../apis/ccompat/v7), or the registry lacks this endpoint"
