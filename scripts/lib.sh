@@ -1,7 +1,9 @@
 # shellcheck shell=bash
 # Shell helpers shared by scripts/servers.sh and scripts/kms/*.sh, which start test servers on
 # 127.0.0.1 and stop them by pid: logging, timing, free ports, our processes by pid file, start-up
-# waits and failure reports, stopping (TERM, then KILL), temp dirs, and finding a Java.
+# waits and failure reports, stopping (TERM, then KILL), temp dirs, and finding a Java; and by the
+# Python test runners (tests/python/run.sh, bindings/python/run-tests.sh): a venv per
+# requirements file, and the fieldcrypt CLI their interop tests call.
 # Sourced, never run:
 #
 #   LOG_NAME=openbao
@@ -169,4 +171,36 @@ java_bin() {
     fi
   done
   die "no Java >= $min found (looked at: ${found[*]:-nothing}); install one or set ${3:-JAVA_HOME}"
+}
+
+# --- Python test runners --------------------------------------------------------------------
+
+# ensure_venv VENV REQUIREMENTS: a venv with REQUIREMENTS installed, (re)made only when the file
+# or the Python ($PYTHON, default python3) changed. One set-up at a time: runs share the cache.
+ensure_venv() {
+  local venv="$1" requirements="$2" python="${PYTHON:-python3}" want stamp
+  mkdir -p "$CACHE"
+  want="$( { "$python" -c 'import sys; print(sys.version)'; cat "$requirements"; } | sha256sum | cut -d' ' -f1)"
+  stamp="$venv/.fieldcrypt-requirements.sha256"
+  (
+    flock 9
+    if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ] || ! "$venv/bin/python" -c '' 2>/dev/null; then
+      log "setting up $venv"
+      rm -rf "$venv"
+      "$python" -m venv "$venv"
+      "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$requirements"
+      echo "$want" >"$stamp"
+    fi
+  ) 9>"$venv.lock"
+}
+
+# build_cli ROOT PYTHON: builds the fieldcrypt CLI of the workspace at ROOT and exports its path
+# as FIELDCRYPT_BIN (PYTHON reads the target directory out of cargo's metadata).
+build_cli() {
+  local root="$1" python="$2" target_dir
+  (cd "$root" && "${CARGO:-cargo}" build --quiet -p fieldcrypt-cli)
+  target_dir="$(cd "$root" && "${CARGO:-cargo}" metadata --format-version 1 --no-deps |
+    "$python" -c 'import sys, json; print(json.load(sys.stdin)["target_directory"])')"
+  export FIELDCRYPT_BIN="$target_dir/debug/fieldcrypt"
+  [ -x "$FIELDCRYPT_BIN" ] || die "no CLI at $FIELDCRYPT_BIN after the build"
 }

@@ -30,26 +30,14 @@ PYTHON="${PYTHON:-python3}"
 CARGO="${CARGO:-cargo}"
 export PATH="$HOME/.cargo/bin:$PATH"
 
-log() { echo "python-binding: $*" >&2; }
-die() { log "error: $*"; exit 2; }
+LOG_NAME="python-binding"
+. "$root/scripts/lib.sh"
 
 command -v "$PYTHON" >/dev/null || die "$PYTHON not found"
 command -v "$CARGO" >/dev/null || die "$CARGO not found (the binding builds from source)"
 
 # --- the venv ----------------------------------------------------------------------------------
-mkdir -p "$CACHE"
-want="$( { "$PYTHON" -c 'import sys; print(sys.version)'; cat "$here/requirements-test.txt"; } | sha256sum | cut -d' ' -f1)"
-stamp="$VENV/.fieldcrypt-requirements.sha256"
-(
-  flock 9
-  if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ] || ! "$VENV/bin/python" -c '' 2>/dev/null; then
-    log "setting up $VENV"
-    rm -rf "$VENV"
-    "$PYTHON" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$here/requirements-test.txt"
-    echo "$want" >"$stamp"
-  fi
-) 9>"$CACHE/venv-python-binding.lock"
+ensure_venv "$VENV" "$here/requirements-test.txt"
 py="$VENV/bin/python"
 
 # --- the binding, built from source as a user's pip would ---------------------------------------
@@ -65,10 +53,7 @@ trap 'rm -rf "$scratch"' EXIT
 (cd "$scratch" && "$py" -c 'import fieldcrypt, sys; print("python-binding: imported fieldcrypt", fieldcrypt.__version__, "from", fieldcrypt.__file__, file=sys.stderr)')
 
 # --- the CLI, for the interop tests -------------------------------------------------------------
-"$CARGO" build --quiet -p fieldcrypt-cli
-target_dir="$("$CARGO" metadata --format-version 1 --no-deps | "$py" -c 'import sys, json; print(json.load(sys.stdin)["target_directory"])')"
-export FIELDCRYPT_BIN="$target_dir/debug/fieldcrypt"
-[ -x "$FIELDCRYPT_BIN" ] || die "no CLI at $FIELDCRYPT_BIN after the build"
+build_cli "$root" "$py"
 
 # --- the tests ----------------------------------------------------------------------------------
 export PYTHONDONTWRITEBYTECODE=1

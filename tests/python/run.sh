@@ -18,35 +18,16 @@ PYTHON="${PYTHON:-python3}"
 CARGO="${CARGO:-cargo}"
 export PATH="$HOME/.cargo/bin:$PATH"
 
-log() { echo "python-tests: $*" >&2; }
-die() { log "error: $*"; exit 2; }
+LOG_NAME="python-tests"
+. "$root/scripts/lib.sh"
 
 [ -n "${FIELDCRYPT_REGISTRY:-}" ] ||
   die 'FIELDCRYPT_REGISTRY is not set (scripts/servers.sh start apicurio; eval "$(scripts/servers.sh env)")'
 command -v "$PYTHON" >/dev/null || die "$PYTHON not found"
 
-# --- the venv: created once, reinstalled when requirements.txt or the Python changes ----------
-mkdir -p "$CACHE"
-want="$( { "$PYTHON" -c 'import sys; print(sys.version)'; cat "$here/requirements.txt"; } | sha256sum | cut -d' ' -f1)"
-stamp="$VENV/.fieldcrypt-requirements.sha256"
-(
-  # One setup at a time: concurrent runs share the cache.
-  flock 9
-  if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ] || ! "$VENV/bin/python" -c '' 2>/dev/null; then
-    log "setting up $VENV"
-    rm -rf "$VENV"
-    "$PYTHON" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$here/requirements.txt"
-    echo "$want" >"$stamp"
-  fi
-) 9>"$CACHE/pyvenv.lock"
-
-# --- the CLI ---------------------------------------------------------------------------------
-(cd "$root" && "$CARGO" build --quiet -p fieldcrypt-cli)
-target_dir="$(cd "$root" && "$CARGO" metadata --format-version 1 --no-deps |
-  "$VENV/bin/python" -c 'import sys, json; print(json.load(sys.stdin)["target_directory"])')"
-export FIELDCRYPT_BIN="$target_dir/debug/fieldcrypt"
-[ -x "$FIELDCRYPT_BIN" ] || die "no CLI at $FIELDCRYPT_BIN after the build"
+# --- the venv and the CLI ---------------------------------------------------------------------
+ensure_venv "$VENV" "$here/requirements.txt"
+build_cli "$root" "$VENV/bin/python"
 
 # --- the tests -------------------------------------------------------------------------------
 # No bytecode or pytest cache in the work tree.
