@@ -20,6 +20,7 @@
 //! ```
 
 mod codec;
+pub mod config;
 mod crypto;
 mod error;
 mod formats;
