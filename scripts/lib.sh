@@ -194,13 +194,19 @@ ensure_venv() {
   ) 9>"$venv.lock"
 }
 
-# build_cli ROOT PYTHON: builds the fieldcrypt CLI of the workspace at ROOT and exports its path
-# as FIELDCRYPT_BIN (PYTHON reads the target directory out of cargo's metadata).
+# cargo_target_dir ROOT: cargo's target directory for the workspace at ROOT (CARGO_TARGET_DIR,
+# .cargo/config.toml or the default), read out of cargo's metadata.
+cargo_target_dir() {
+  (cd "$1" && "${CARGO:-cargo}" metadata --format-version 1 --no-deps) |
+    "${PYTHON:-python3}" -c 'import sys, json; print(json.load(sys.stdin)["target_directory"])'
+}
+
+# build_cli ROOT [PYTHON]: builds the fieldcrypt CLI of the workspace at ROOT and exports its
+# path as FIELDCRYPT_BIN.
 build_cli() {
-  local root="$1" python="$2" target_dir
+  local root="$1"
   (cd "$root" && "${CARGO:-cargo}" build --quiet -p fieldcrypt-cli)
-  target_dir="$(cd "$root" && "${CARGO:-cargo}" metadata --format-version 1 --no-deps |
-    "$python" -c 'import sys, json; print(json.load(sys.stdin)["target_directory"])')"
-  export FIELDCRYPT_BIN="$target_dir/debug/fieldcrypt"
+  FIELDCRYPT_BIN="$(PYTHON="${2:-${PYTHON:-python3}}" cargo_target_dir "$root")/debug/fieldcrypt"
+  export FIELDCRYPT_BIN
   [ -x "$FIELDCRYPT_BIN" ] || die "no CLI at $FIELDCRYPT_BIN after the build"
 }

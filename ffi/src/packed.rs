@@ -24,13 +24,13 @@ pub struct RecordRef<'a> {
 }
 
 /// Reads packed data front to back; every shortfall is an invalid-argument failure.
-pub struct Reader<'a> {
+struct Reader<'a> {
     what: &'static str,
     rest: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    pub fn new(what: &'static str, bytes: &'a [u8]) -> Reader<'a> {
+    fn new(what: &'static str, bytes: &'a [u8]) -> Reader<'a> {
         Reader { what, rest: bytes }
     }
 
@@ -73,9 +73,9 @@ impl<'a> Reader<'a> {
         Ok(n)
     }
 
-    /// A header list; no bytes at all is an empty list.
-    pub fn headers(&mut self) -> Result<Vec<(&'a str, Option<&'a [u8]>)>, Failure> {
-        if self.rest.is_empty() {
+    /// A header list; when `may_be_missing`, no bytes left at all is an empty list.
+    fn headers(&mut self, may_be_missing: bool) -> Result<Vec<(&'a str, Option<&'a [u8]>)>, Failure> {
+        if may_be_missing && self.rest.is_empty() {
             return Ok(Vec::new());
         }
         let n = self.count(8)?;
@@ -89,21 +89,22 @@ impl<'a> Reader<'a> {
         Ok(headers)
     }
 
-    pub fn record(&mut self) -> Result<RecordRef<'a>, Failure> {
+    /// A record; a lone record may omit an empty header list, one inside a batch may not (or
+    /// a batch cut short there would still parse).
+    fn record(&mut self, lone: bool) -> Result<RecordRef<'a>, Failure> {
         let key = self.optional()?;
         let value = self.optional()?;
-        // Inside a batch the header count is required; at the end of a single record it may be omitted.
-        let headers = self.headers()?;
+        let headers = self.headers(lone)?;
         Ok(RecordRef { key, value, headers })
     }
 
-    pub fn batch(&mut self) -> Result<Vec<RecordRef<'a>>, Failure> {
-        let n = self.count(8)?;
-        (0..n).map(|_| self.record()).collect()
+    fn batch(&mut self) -> Result<Vec<RecordRef<'a>>, Failure> {
+        let n = self.count(12)?;
+        (0..n).map(|_| self.record(false)).collect()
     }
 
     /// Fails unless everything was read.
-    pub fn end(self) -> Result<(), Failure> {
+    fn end(self) -> Result<(), Failure> {
         if self.rest.is_empty() {
             Ok(())
         } else {
@@ -115,7 +116,7 @@ impl<'a> Reader<'a> {
 /// Parses exactly one packed header list.
 pub fn headers(bytes: &[u8]) -> Result<Vec<(&str, Option<&[u8]>)>, Failure> {
     let mut r = Reader::new("headers", bytes);
-    let headers = r.headers()?;
+    let headers = r.headers(true)?;
     r.end()?;
     Ok(headers)
 }
@@ -123,7 +124,7 @@ pub fn headers(bytes: &[u8]) -> Result<Vec<(&str, Option<&[u8]>)>, Failure> {
 /// Parses exactly one packed record.
 pub fn record(bytes: &[u8]) -> Result<RecordRef<'_>, Failure> {
     let mut r = Reader::new("record", bytes);
-    let record = r.record()?;
+    let record = r.record(true)?;
     r.end()?;
     Ok(record)
 }
