@@ -188,18 +188,15 @@ impl Codec {
         validate_json_schema: bool,
     ) -> PyResult<Codec> {
         let py = policy.py();
-        let mut builder = fieldcrypt::Codec::builder(config::policy(policy)?);
-        builder = config::kms(builder, kms)?;
+        let policy = config::policy(policy)?;
+        let mut document =
+            config::document(&[("kms", Some(kms)), ("registry", registry), ("schemas", schemas), ("limits", limits)])?;
         if let Some(profile) = profile {
-            builder = builder.profile(profile);
+            document.insert("profile".into(), profile.into());
         }
-        if let Some(source) = config::schema_source(py, registry, schemas)? {
-            builder = builder.schemas_shared(source);
-        }
-        if let Some(limits) = limits {
-            builder = builder.limits(config::limits(limits)?);
-        }
-        let inner = config::core(py, builder.validate_json_schema(validate_json_schema).build())?;
+        document.insert("validate_json_schema".into(), validate_json_schema.into());
+        let builder = config::core(py, fieldcrypt::config::builder(policy, &document.into()))?;
+        let inner = config::core(py, builder.build())?;
         Ok(Codec { inner })
     }
 
