@@ -67,7 +67,6 @@ impl Direction {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 unsafe fn one(
     direction: Direction,
     codec: *const fc_codec,

@@ -15,12 +15,15 @@ use crate::Failure;
 /// The length that marks an absent key, value or header value.
 pub const FC_ABSENT: u32 = u32::MAX;
 
+/// A header as it is read out of packed bytes: a name and a value that may be absent.
+pub type HeaderRef<'a> = (&'a str, Option<&'a [u8]>);
+
 /// A record read out of packed bytes, borrowing them.
 #[derive(Debug, PartialEq, Eq)]
 pub struct RecordRef<'a> {
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
-    pub headers: Vec<(&'a str, Option<&'a [u8]>)>,
+    pub headers: Vec<HeaderRef<'a>>,
 }
 
 /// Reads packed data front to back; every shortfall is an invalid-argument failure.
@@ -74,7 +77,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A header list; when `may_be_missing`, no bytes left at all is an empty list.
-    fn headers(&mut self, may_be_missing: bool) -> Result<Vec<(&'a str, Option<&'a [u8]>)>, Failure> {
+    fn headers(&mut self, may_be_missing: bool) -> Result<Vec<HeaderRef<'a>>, Failure> {
         if may_be_missing && self.rest.is_empty() {
             return Ok(Vec::new());
         }
@@ -114,7 +117,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Parses exactly one packed header list.
-pub fn headers(bytes: &[u8]) -> Result<Vec<(&str, Option<&[u8]>)>, Failure> {
+pub fn headers(bytes: &[u8]) -> Result<Vec<HeaderRef<'_>>, Failure> {
     let mut r = Reader::new("headers", bytes);
     let headers = r.headers(true)?;
     r.end()?;
