@@ -6,7 +6,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 FUZZ_SECONDS ?= 15
 
-.PHONY: demo test setup lint unit it fuzz bench wheel
+.PHONY: demo test setup lint unit it bindings-over-ffi fuzz bench wheel
 
 setup:
 	@scripts/setup.sh
@@ -29,7 +29,8 @@ unit: setup
 # a GCP KMS emulator are not served by the registries here (docs/kms/azure.md, docs/kms/gcp.md).
 # The KMS servers start while Kafka and Apicurio boot. Then the Rust integration tests, the
 # confluent-kafka interop tests, and the Python binding's tests (pip install ./bindings/python,
-# pytest incl. a real SerializingProducer/DeserializingConsumer, stubtest).
+# pytest incl. a real SerializingProducer/DeserializingConsumer, stubtest), then the C ABI and
+# the Go, C# and Java bindings (bindings-over-ffi).
 KMS_SERVERS ?= openbao moto local-kms
 it: setup
 	export FIELDCRYPT_RUN=$(CURDIR)/target/servers; \
@@ -39,7 +40,15 @@ it: setup
 	for s in $(KMS_SERVERS); do scripts/kms/$$s.sh start || exit 1; done; \
 	wait $$servers || exit 1; \
 	eval "$$(scripts/servers.sh env)" && for s in $(KMS_SERVERS); do eval "$$(scripts/kms/$$s.sh env)"; done && \
-	$(CARGO) test -p fieldcrypt-it && tests/python/run.sh && bindings/python/run-tests.sh
+	$(CARGO) test -p fieldcrypt-it && tests/python/run.sh && bindings/python/run-tests.sh && \
+	$(MAKE) --no-print-directory bindings-over-ffi
+
+# The C ABI (ffi/) and the bindings over it, each with its real-broker test: the C test under
+# valgrind memcheck, Go (go test -race), C# (Mono) and Java (JUnit on Java 17 and 25). Run by
+# `make it` with the servers up; alone it needs FIELDCRYPT_KAFKA (scripts/servers.sh env).
+bindings-over-ffi:
+	export FIELDCRYPT_SERVER_TESTS=1; \
+	ffi/tests/run-c-tests.sh && bindings/go/run-tests.sh && bindings/csharp/run-tests.sh && bindings/java/run-tests.sh
 
 # The Python wheel (abi3, CPython >= 3.9) lands in target/wheels/.
 PY_VENV := $(HOME)/.cache/fieldcrypt/venv-python-binding

@@ -3,7 +3,9 @@
 # installs only what is missing. Used by `make demo`, `make test` and `make bench`.
 set -euo pipefail
 
-apt_packages=(build-essential pkg-config zlib1g-dev libssl-dev python3 python3-venv curl maven openjdk-17-jdk-headless cmake)
+# valgrind: the C ABI test under memcheck; mono: the C# binding (mcs builds C# 7.2, mono runs it).
+apt_packages=(build-essential pkg-config zlib1g-dev libssl-dev python3 python3-venv curl maven openjdk-17-jdk-headless cmake
+  valgrind mono-mcs mono-runtime)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -5,7 +5,7 @@
 #
 # Builds fieldcrypt-ffi (release, honouring CARGO_TARGET_DIR), compiles ffi/tests/c/test_ffi.c
 # with -Wall -Wextra -Werror against include/fieldcrypt.h and the shared library, runs it once
-# natively and once under valgrind. valgrind comes from Debian (installed when missing).
+# natively and once under valgrind (from Debian, installed by scripts/setup.sh).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -14,11 +14,7 @@ LOG_NAME="ffi-c-tests"
 . "$root/scripts/lib.sh"
 export PATH="$HOME/.cargo/bin:$PATH"
 
-if ! command -v valgrind >/dev/null; then
-  log "installing valgrind"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq valgrind >/dev/null
-fi
+command -v valgrind >/dev/null || die "valgrind is not installed (scripts/setup.sh installs it)"
 
 cd "$root"
 "${CARGO:-cargo}" build --quiet --release -p fieldcrypt-ffi
