@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Tests of the C# binding (bindings/csharp) on Mono:
+#
+#   bindings/csharp/run-tests.sh [NAME-SUBSTRING...]    the tests (all, or those whose names match)
+#   bindings/csharp/run-tests.sh bench [N [ROUNDS]]     the benchmark (µs per call)
+#
+# 1. Mono (`mcs`, the C# 7.2 compiler, and `mono`; Debian's mono-mcs and mono-runtime,
+#    installed by scripts/setup.sh);
+# 2. the native libraries, release builds honouring CARGO_TARGET_DIR: `cargo build --release -p
+#    fieldcrypt-ffi`, then (a separate invocation) `-p fieldcrypt-ffi-kafka` for the broker test's
+#    minimal Kafka client; and the fieldcrypt CLI (FIELDCRYPT_BIN) for the Rust <-> C# tests;
+# 3. `mcs -warnaserror+` of the library (Fieldcrypt.dll), the tests and the benchmark into
+#    ${FIELDCRYPT_CACHE:-$HOME/.cache/fieldcrypt}/csharp-binding;
+# 4. the tests under mono with LD_LIBRARY_PATH at the libraries, then one test again without
+#    LD_LIBRARY_PATH, the library found through a Fieldcrypt.dll.config dllmap (README).
+#
+# The broker test (encrypt in C#, produce to Kafka, consume, decrypt) runs when FIELDCRYPT_KAFKA
+# is set; it FAILS when FIELDCRYPT_SERVER_TESTS=1 and FIELDCRYPT_KAFKA is not set, and is
+# reported as skipped when neither is:
+#
+#   FIELDCRYPT_RUN=/tmp/fc-cs scripts/servers.sh start kafka
+#   eval "$(FIELDCRYPT_RUN=/tmp/fc-cs scripts/servers.sh env)" && bindings/csharp/run-tests.sh
+#   FIELDCRYPT_RUN=/tmp/fc-cs scripts/servers.sh stop
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+CARGO="${CARGO:-cargo}"
+PYTHON="${PYTHON:-python3}"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+LOG_NAME="csharp-binding"
+. "$root/scripts/lib.sh"
+OUT="$CACHE/csharp-binding"
+
+mode="test"
+if [ "${1:-}" = bench ]; then
+  mode=bench
+  shift
+fi
+
+# --- Mono ---------------------------------------------------------------------------------------
+if ! command -v mcs >/dev/null || ! command -v mono >/dev/null; then
+  die "Mono is not installed: run scripts/setup.sh (apt: mono-mcs mono-runtime)"
+fi
+command -v "$CARGO" >/dev/null || die "$CARGO not found (the native library builds from source)"
+command -v "$PYTHON" >/dev/null || die "$PYTHON not found (reads cargo metadata)"
+
+# --- the native libraries and the CLI -----------------------------------------------------------
+cd "$root"
+start=$(now_ms)
+"$CARGO" build --quiet --release -p fieldcrypt-ffi
+# Separately from fieldcrypt-ffi: not one `cargo build -p A -p B`.
+"$CARGO" build --quiet --release -p fieldcrypt-ffi-kafka
+lib_dir="$(cargo_target_dir "$root")/release"
+[ -f "$lib_dir/libfieldcrypt_ffi.so" ] || die "no $lib_dir/libfieldcrypt_ffi.so after the build"
+[ -f "$lib_dir/libfieldcrypt_ffi_kafka.so" ] || die "no $lib_dir/libfieldcrypt_ffi_kafka.so after the build"
+log "native libraries in $lib_dir ($(elapsed "$start"))"
+if [ "$mode" = test ]; then build_cli "$root" "$PYTHON"; fi
+
+# --- compile ------------------------------------------------------------------------------------
+mkdir -p "$OUT"
+MCS=(mcs -langversion:7.2 -warnaserror+ -debug -nologo)
+# -doc checks the XML doc comments (as the .csproj does; CS1591: undocumented members are fine).
+"${MCS[@]}" -target:library -nowarn:1591 -doc:"$OUT/Fieldcrypt.xml" -out:"$OUT/Fieldcrypt.dll" "$here"/src/*.cs
+cp "$here/Fieldcrypt.dll.config" "$OUT/"
+export FIELDCRYPT_ROOT="$root"
+if [ "$mode" = bench ]; then
+  "${MCS[@]}" -optimize+ -out:"$OUT/FieldcryptBench.exe" -r:"$OUT/Fieldcrypt.dll" -r:System.Core.dll "$here"/bench/*.cs
+  LD_LIBRARY_PATH="$lib_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" mono "$OUT/FieldcryptBench.exe" "$@"
+  exit
+fi
+"${MCS[@]}" -out:"$OUT/FieldcryptTests.exe" -r:"$OUT/Fieldcrypt.dll" -r:System.Core.dll "$here"/tests/*.cs
+log "compiled Fieldcrypt.dll and the tests into $OUT"
+
+# --- run ----------------------------------------------------------------------------------------
+status=0
+LD_LIBRARY_PATH="$lib_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" mono --debug "$OUT/FieldcryptTests.exe" "$@" || status=$?
+
+# The other way to find the library: a dllmap next to the assembly, no LD_LIBRARY_PATH.
+if [ $# = 0 ]; then
+  log "library finding through a dllmap (no LD_LIBRARY_PATH)"
+  mapped="$(mktemp -d)"
+  trap 'rm -rf "$mapped"' EXIT
+  cp "$OUT/Fieldcrypt.dll" "$OUT/FieldcryptTests.exe" "$mapped/"
+  sed "s|target=\"libfieldcrypt_ffi.so\"|target=\"$lib_dir/libfieldcrypt_ffi.so\"|" "$here/Fieldcrypt.dll.config" >"$mapped/Fieldcrypt.dll.config"
+  grep -qF "$lib_dir/libfieldcrypt_ffi.so" "$mapped/Fieldcrypt.dll.config" || die "dllmap: no linux entry to rewrite"
+  env -u LD_LIBRARY_PATH mono --debug "$mapped/FieldcryptTests.exe" "json round trip (customers)" || status=1
+fi
+if [ "$status" = 0 ]; then log "all passed"; else log "FAILED"; fi
+exit "$status"
