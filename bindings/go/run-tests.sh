@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Tests of the Go binding (bindings/go), built the way a user builds it:
+#
+#   bindings/go/run-tests.sh [GO TEST ARGS...]     go vet, then go test -race -count=1 ./...
+#   bindings/go/run-tests.sh bench [GO TEST ARGS...]   the benchmarks (standard workload) on one
+#                                                      core (-cpu 1), and their ratios
+#
+# 1. `cargo build --release -p fieldcrypt-ffi` (honours CARGO_TARGET_DIR; the target directory
+#    is read from cargo's metadata) and a copy of libfieldcrypt_ffi.a into bindings/go/lib/,
+#    where the cgo directives link it by its full path (lib/ is not committed);
+# 2. the fieldcrypt CLI, for the Rust <-> Go interop tests (exported as FIELDCRYPT_BIN);
+# 3. `go vet ./...` and `go test -race -count=1 ./...` in bindings/go. Go modules come from the
+#    module proxy (go.sum is committed); Go is `go` on PATH, else /usr/local/go/bin/go.
+#
+# The broker test (kafkaserde: confluent-kafka-go's Producer and Consumer through Kafka) runs when
+# FIELDCRYPT_KAFKA is set (and FIELDCRYPT_REGISTRY, if set, serves the schema); it fails (never
+# skips) when FIELDCRYPT_SERVER_TESTS=1 or FIELDCRYPT_REGISTRY is set without FIELDCRYPT_KAFKA:
+#
+#   FIELDCRYPT_RUN=/tmp/fc-go scripts/servers.sh start all
+#   eval "$(FIELDCRYPT_RUN=/tmp/fc-go scripts/servers.sh env)" && bindings/go/run-tests.sh
+#   FIELDCRYPT_RUN=/tmp/fc-go scripts/servers.sh stop
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+CARGO="${CARGO:-cargo}"
+export PATH="$HOME/.cargo/bin:$PATH"
+command -v go >/dev/null 2>&1 || export PATH="$PATH:/usr/local/go/bin"
+
+LOG_NAME="go-binding"
+# shellcheck source-path=SCRIPTDIR/../.. source=scripts/lib.sh
+. "$root/scripts/lib.sh"
+
+mode="test"
+if [ "${1:-}" = bench ]; then
+  mode=bench
+  shift
+fi
+
+command -v go >/dev/null || die "go not found (on PATH or in /usr/local/go/bin)"
+command -v "$CARGO" >/dev/null || die "$CARGO not found (the binding links the Rust library)"
+command -v python3 >/dev/null || die "python3 not found (reads cargo's metadata)"
+
+# --- the static library -------------------------------------------------------------------------
+cd "$root"
+log "cargo build --release -p fieldcrypt-ffi"
+start=$(now_ms)
+"$CARGO" build --quiet --release -p fieldcrypt-ffi
+lib="$(cargo_target_dir "$root")/release/libfieldcrypt_ffi.a"
+[ -f "$lib" ] || die "no $lib after the build"
+mkdir -p "$here/lib"
+# Only when it changed, so that go's build cache stays valid otherwise.
+cmp -s "$lib" "$here/lib/libfieldcrypt_ffi.a" || cp "$lib" "$here/lib/libfieldcrypt_ffi.a"
+log "library built and copied to bindings/go/lib/ in $(elapsed "$start")"
+
+# --- the CLI, for the interop tests -------------------------------------------------------------
+build_cli "$root" python3
+
+# --- vet, tests, benchmarks ---------------------------------------------------------------------
+cd "$here"
+export CGO_ENABLED=1
+if [ "$mode" = bench ]; then
+  out="$(mktemp)"
+  trap 'rm -f "$out"' EXIT
+  log "go test -bench (the standard workload: shared/bench)"
+  go test -run '^$' -bench . -benchmem -count=1 -cpu 1 "$@" . | tee "$out"
+  # a: plain Avro + fieldcrypt, b: Avro with confluent-kafka-go's ENCRYPT rule, c: fieldcrypt,
+  # d: an empty cgo call; */ratio: a and b interleaved. With -count=N: the fastest of the
+  # separate runs, the mean of the interleaved ones.
+  awk '
+    /^BenchmarkWorkload\// {
+      name = $1; sub(/^BenchmarkWorkload\//, "", name); sub(/-[0-9]+$/, "", name)
+      for (i = 2; i < NF; i++) {
+        if ($(i + 1) == "ns/op" && (!(name in ns) || $i < ns[name])) ns[name] = $i
+        if ($(i + 1) == "a-speedup") { sum[name] += $i; runs[name]++ }
+      }
+    }
+    END {
+      split("encrypt decrypt", dirs, " ")
+      for (k = 1; k <= 2; k++) {
+        d = dirs[k]
+        a = ns[d "/a_" (d == "encrypt" ? "avro+fieldcrypt" : "fieldcrypt+avro")]; b = ns[d "/b_avro_csfle"]
+        c = ns[d "/c_fieldcrypt"]
+        if (a && b) printf "go-binding: %s: a %.0f ns/op, b %.0f ns/op, c %.0f ns/op (fastest runs): b/a = %.1f\n", d, a, b, c, b / a
+        r = d "/ratio"
+        if (runs[r]) printf "go-binding: %s, a and b interleaved: a has %.1fx the throughput of b (mean of %d)\n", d, sum[r] / runs[r], runs[r]
+      }
+      if (ns["d_cgo_call"]) printf "go-binding: an empty cgo call: %.1f ns/op\n", ns["d_cgo_call"]
+    }' "$out" >&2
+  exit 0
+fi
+
+log "go vet ./..."
+go vet ./...
+if [ -n "${FIELDCRYPT_KAFKA:-}" ] || [ -n "${FIELDCRYPT_REGISTRY:-}" ] || [ "${FIELDCRYPT_SERVER_TESTS:-0}" = 1 ]; then
+  log "with the broker test (FIELDCRYPT_KAFKA=${FIELDCRYPT_KAFKA:-<unset>} FIELDCRYPT_REGISTRY=${FIELDCRYPT_REGISTRY:-<unset>})"
+else
+  log "without the broker test (set FIELDCRYPT_KAFKA to run it)"
+fi
+log "go test -race -count=1 ./..."
+status=0
+go test -race -count=1 "$@" ./... || status=$?
+if [ "$status" = 0 ]; then log "all passed"; else log "FAILED"; fi
+exit "$status"
