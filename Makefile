@@ -64,7 +64,8 @@ test: lint unit it fuzz
 
 # Benchmarks: the codec per format (criterion, core/benches), the per-record cost with a real
 # KMS (OpenBao) behind the DEK cache against the local KMS (tests/benches/kms.rs), and the
-# Python serializers side by side with confluent-kafka's (bindings/python/bench).
+# Python serializers side by side with confluent-kafka's (bindings/python/bench), and the C ABI
+# and its bindings: Rust and C over the ABI, Go against confluent-kafka-go's ENCRYPT rule, C#, Java.
 bench: setup
 	$(CARGO) bench -p fieldcrypt --bench codec --bench formats
 	export FIELDCRYPT_RUN=$(CURDIR)/target/servers; trap 'scripts/kms/openbao.sh stop' EXIT; \
@@ -73,3 +74,8 @@ bench: setup
 	bindings/python/run-tests.sh -q
 	$(PY_VENV)/bin/pip install -q "confluent-kafka[schemaregistry,rules,avro]==2.16.1"
 	$(PY_VENV)/bin/python bindings/python/bench/bench_serializers.py
+	$(CARGO) bench -p fieldcrypt-ffi --bench abi
+	ffi/tests/run-c-tests.sh bench
+	bindings/go/run-tests.sh bench -count=3
+	bindings/csharp/run-tests.sh bench
+	bindings/java/run-tests.sh bench 17 && bindings/java/run-tests.sh bench 25

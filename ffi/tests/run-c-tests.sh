@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The C ABI from C, under valgrind memcheck (zero errors, zero leaks, or the run fails):
 #
-#   ffi/tests/run-c-tests.sh
+#   ffi/tests/run-c-tests.sh          the tests
+#   ffi/tests/run-c-tests.sh bench    a tight C loop over the ABI (tests/c/bench_ffi.c)
 #
 # Builds fieldcrypt-ffi (release, honouring CARGO_TARGET_DIR), compiles ffi/tests/c/test_ffi.c
 # with -Wall -Wextra -Werror against include/fieldcrypt.h and the shared library, runs it once
@@ -25,6 +26,12 @@ gcc -std=c11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Werror -pthread -I "$root/ffi/i
   "$here/c/test_ffi.c" -o "$out/test_ffi" -L "$lib_dir" -lfieldcrypt_ffi -Wl,-rpath,"$lib_dir"
 
 args=("$root/schemas/policies/demo.json" "$root/schemas/keys/local-dev.json")
+if [ "${1:-}" = bench ]; then
+  gcc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -I "$root/ffi/include" "$here/c/bench_ffi.c" \
+    -o "$out/bench_ffi" -L "$lib_dir" -lfieldcrypt_ffi -Wl,-rpath,"$lib_dir"
+  "$out/bench_ffi" "${args[@]}" "$root/schemas/payment/payment.json"
+  exit
+fi
 log "native run"
 "$out/test_ffi" "${args[@]}"
 log "valgrind memcheck"
