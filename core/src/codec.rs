@@ -818,15 +818,20 @@ impl Codec {
         let read = self.read_header(topic, header_bytes)?;
         let (plan, record_nonce, body, tags) = (&read.plan, &read.record_nonce, read.body, &read.tags);
 
-        // Per key entry: the DEK, if this consumer may see any of its fields and can have it.
-        let mut deks: Vec<Option<Arc<Dek>>> = Vec::with_capacity(plan.keys.len());
+        // Per key entry: the DEK if this consumer may see any of its fields and can have it,
+        // else why not.
+        let mut deks: Vec<std::result::Result<Arc<Dek>, Error>> = Vec::with_capacity(plan.keys.len());
         for (e, entry) in plan.keys.iter().enumerate() {
-            let wanted = plan.allowed[e].contains(&true);
-            deks.push(if wanted { self.dek_for(record_nonce, body, entry, &tags[e])? } else { None });
+            deks.push(if plan.allowed[e].contains(&true) {
+                self.dek_for(record_nonce, body, entry, &tags[e])?
+            } else {
+                Err(Error::new(ErrorKind::AccessDenied, "the profile lists none of its fields"))
+            });
         }
 
         // Paths are interpreted only after the header authenticated (above).
         let fallback = inner.profile.as_ref().map_or(&Fallback::Ciphertext, |p| &p.otherwise);
+        let profile_name = inner.profile.as_ref().map_or("", |p| p.name.as_str());
         let mut ciphertext_left = false;
         let (mut decrypted, mut withheld) = (0u64, 0u64);
         let mut aad = Vec::with_capacity(128);
@@ -866,12 +871,12 @@ impl Codec {
             let payload = scan.write(&mut |leaf, at, emit| {
                 let (e, f) = owners[leaf.path];
                 match &deks[e] {
-                    Some(dek) if plan.allowed[e][f] => {
+                    Ok(dek) if plan.allowed[e][f] => {
                         field_aad(&mut aad, dek, &tags[e], part, &paths[leaf.path], at);
                         open_leaf(dek, &aad, leaf, at, &mut scratch, emit)?;
                         decrypted += 1;
                     }
-                    _ => {
+                    unavailable => {
                         withheld += 1;
                         match fallback {
                             Fallback::Ciphertext => {
@@ -880,6 +885,22 @@ impl Codec {
                             }
                             Fallback::Null => emit.null()?,
                             Fallback::Mask(mask) => emit.text(mask)?,
+                            Fallback::Error => {
+                                let field = &paths[leaf.path];
+                                return Err(match unavailable {
+                                    Err(why) => Error::new(
+                                        why.kind(),
+                                        format!(
+                                            "cannot decrypt field {field} (profile {profile_name:?}): {}",
+                                            why.message()
+                                        ),
+                                    ),
+                                    Ok(_) => Error::new(
+                                        ErrorKind::AccessDenied,
+                                        format!("profile {profile_name:?} does not list field {field}"),
+                                    ),
+                                });
+                            }
                         }
                     }
                 }
@@ -949,7 +970,7 @@ impl Codec {
         body: &[u8],
         entry: &OwnedKeyEntry,
         tag: &[u8; TAG_LEN],
-    ) -> Result<Option<Arc<Dek>>> {
+    ) -> Result<std::result::Result<Arc<Dek>, Error>> {
         let inner = &*self.0;
         let mut cached_dek = inner.cache.get(&entry.dek_id, &entry.kek, &entry.kek_version);
         // One KMS call per DEK even when threads miss together: a thread that misses waits for
@@ -961,14 +982,16 @@ impl Codec {
             cached_dek = inner.cache.get(&entry.dek_id, &entry.kek, &entry.kek_version);
         }
         let cached = cached_dek.is_some();
+        if !cached {
+            if let Some(why) = inner.cache.denied(&entry.dek_id, &entry.kek, &entry.kek_version) {
+                inner.counters.kms_denials_cached.fetch_add(1, Ordering::Relaxed);
+                return Ok(Err(why));
+            }
+        }
         let dek = match cached_dek {
             Some(dek) => {
                 inner.counters.dek_cache_hits.fetch_add(1, Ordering::Relaxed);
                 dek
-            }
-            None if inner.cache.is_denied(&entry.dek_id, &entry.kek, &entry.kek_version) => {
-                inner.counters.kms_denials_cached.fetch_add(1, Ordering::Relaxed);
-                return Ok(None);
             }
             None => {
                 inner.counters.dek_cache_misses.fetch_add(1, Ordering::Relaxed);
@@ -977,7 +1000,7 @@ impl Codec {
                     Err(e)
                         if matches!(e.kind(), ErrorKind::KeyNotFound | ErrorKind::AccessDenied | ErrorKind::Config) =>
                     {
-                        inner.cache.deny(&entry.dek_id, &entry.kek, &entry.kek_version);
+                        inner.cache.deny(&entry.dek_id, &entry.kek, &entry.kek_version, &e);
                         tracing::info!(
                             target: "fieldcrypt::audit",
                             event = "decryption_denied",
@@ -985,7 +1008,7 @@ impl Codec {
                             dek_id = %hex(&entry.dek_id),
                             reason = %e,
                         );
-                        return Ok(None);
+                        return Ok(Err(e));
                     }
                     Err(e) => return Err(e),
                 }
@@ -1002,7 +1025,7 @@ impl Codec {
             // neither evict nor replace a good entry.
             inner.cache.insert(&entry.kek, &entry.kek_version, dek.clone());
         }
-        Ok(Some(dek))
+        Ok(Ok(dek))
     }
 
     fn unwrap_dek(&self, entry: &KeyEntry<'_>) -> Result<Arc<Dek>> {

@@ -234,11 +234,12 @@ struct CachedDek {
     inserted: Instant,
 }
 
-/// A DEK this consumer was refused: the KEK (and version) it was presented with, and when.
+/// A DEK this consumer was refused: the KEK (and version) it was presented with, when, and why.
 struct DeniedDek {
     kek: String,
     kek_version: String,
     denied: Instant,
+    reason: Error,
 }
 
 /// Unwrapped DEKs on the consumer side: bounded, with a TTL so revoked keys age out; and the
@@ -261,24 +262,29 @@ impl DekCache {
         }
     }
 
-    /// Whether unwrapping this DEK under this KEK was refused less than the denial TTL ago.
-    pub fn is_denied(&self, id: &DekId, kek: &str, kek_version: &str) -> bool {
+    /// Why unwrapping this DEK under this KEK was refused, if it was less than the denial TTL ago.
+    pub fn denied(&self, id: &DekId, kek: &str, kek_version: &str) -> Option<Error> {
         let mut denied = self.denied.lock().unwrap_or_else(|e| e.into_inner());
         match denied.get(id) {
             Some(d) if d.denied.elapsed() >= self.denied_ttl => {
                 denied.pop(id);
-                false
+                None
             }
-            Some(d) => d.kek == kek && d.kek_version == kek_version,
-            None => false,
+            Some(d) if d.kek == kek && d.kek_version == kek_version => Some(d.reason.clone()),
+            _ => None,
         }
     }
 
-    pub fn deny(&self, id: &DekId, kek: &str, kek_version: &str) {
+    pub fn deny(&self, id: &DekId, kek: &str, kek_version: &str, reason: &Error) {
         if self.denied_ttl.is_zero() {
             return;
         }
-        let entry = DeniedDek { kek: kek.to_string(), kek_version: kek_version.to_string(), denied: Instant::now() };
+        let entry = DeniedDek {
+            kek: kek.to_string(),
+            kek_version: kek_version.to_string(),
+            denied: Instant::now(),
+            reason: reason.clone(),
+        };
         self.denied.lock().unwrap_or_else(|e| e.into_inner()).put(*id, entry);
     }
 

@@ -173,3 +173,33 @@ fn access_follows_the_topic_of_each_record() {
         assert_eq!((&elsewhere["visa"], &elsewhere["password"]), (&json!("****"), &json!("****")));
     }
 }
+
+/// `"otherwise": "error"`: a strict consumer gets every field or an error saying why not — the
+/// KMS's reason for a key it cannot have, `access_denied` for a field its profile does not list.
+#[test]
+fn error_fallback_fails_the_record_with_the_reason() {
+    let strict_policy = fieldcrypt::Policy::from_json(&TEST_POLICY.replace(
+        r#""rt-password": {"decrypt": [{"topics": ["rt"], "fields": ["password"]}], "otherwise": "null"}"#,
+        r#""rt-password": {"decrypt": [{"topics": ["rt"], "fields": ["password"]}], "otherwise": "error"},
+           "all": {"decrypt": [{"topics": ["*"]}], "otherwise": "error"}"#,
+    ))
+    .unwrap();
+    let strict =
+        |kms: LocalKms, profile: &str| Codec::builder(strict_policy.clone()).kms(kms).profile(profile).build().unwrap();
+    let plain = json!({"password": "pw-1234", "orders": [{"visa": "4111"}]});
+    let sealed = encrypt_value(&test_codec(), "rt", &plain);
+    // Every field listed and every key at hand: decrypted as usual.
+    assert_eq!(value_json(&decrypt(&strict(dev_kms(), "all"), "rt", &sealed).unwrap()), plain);
+    // A field outside the profile: access_denied, naming the field, never its value.
+    let e = decrypt(&strict(dev_kms(), "rt-password"), "rt", &sealed).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AccessDenied, "{e}");
+    assert!(e.message().contains("orders[*].visa") && !e.message().contains("4111"), "{e}");
+    // A key the consumer's KMS does not have (`visa` is under other-kek): key_not_found, on the
+    // first record and on the next, from the cache of denials.
+    let multi = encrypt_value(&test_codec(), "multi", &json!({"password": "pw", "visa": "4111"}));
+    let missing_key = strict(dev_kms(), "all");
+    for _ in 0..2 {
+        assert_eq!(decrypt_err(&missing_key, "multi", &multi), ErrorKind::KeyNotFound);
+    }
+    assert_eq!(missing_key.stats().kms_denials_cached, 1);
+}

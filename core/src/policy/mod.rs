@@ -51,6 +51,10 @@ pub enum Fallback {
     Null,
     /// Replace the field with a fixed string.
     Mask(String),
+    /// Fail the record: with the reason the key could not be had (`key_not_found`,
+    /// `access_denied`), or `access_denied` when the profile does not list the field. For
+    /// consumers that must see every field or nothing, like Confluent's `onFailure: ERROR`.
+    Error,
 }
 
 /// A loaded, validated policy.
@@ -245,10 +249,11 @@ impl Policy {
             let otherwise = match (p.otherwise.as_deref(), p.mask) {
                 (None | Some("ciphertext"), None) => Fallback::Ciphertext,
                 (Some("null"), None) => Fallback::Null,
+                (Some("error"), None) => Fallback::Error,
                 (Some("mask"), mask) => Fallback::Mask(mask.unwrap_or_else(|| "****".into())),
                 (Some(other), None) => {
                     return Err(Error::policy(format!(
-                        "{ctx}: \"otherwise\" must be \"ciphertext\", \"null\" or \"mask\", not {other:?}"
+                        "{ctx}: \"otherwise\" must be \"ciphertext\", \"null\", \"mask\" or \"error\", not {other:?}"
                     )))
                 }
                 (_, Some(_)) => return Err(Error::policy(format!("{ctx}: \"mask\" needs \"otherwise\": \"mask\""))),
