@@ -6,7 +6,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 FUZZ_SECONDS ?= 15
 
-.PHONY: demo test setup lint unit it bindings-over-ffi fuzz bench wheel
+.PHONY: demo test setup lint unit it bindings-over-ffi xtest fuzz bench wheel
 
 setup:
 	@scripts/setup.sh
@@ -59,7 +59,13 @@ wheel: setup
 fuzz: setup
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
-test: lint unit it fuzz
+# The cross-language harness (xtests/README.md): test vectors in Rust, Python, Go, C# and Java,
+# and the 5 x 5 produce/consume matrix through Kafka with Apicurio and OpenBao; writes
+# xtests/out/matrix.md. Starts and stops its servers itself.
+xtest: setup
+	xtests/run.sh
+
+test: lint unit it xtest fuzz
 	@echo "make test: all suites passed"
 
 # Benchmarks: the codec per format (criterion, core/benches), the per-record cost with a real

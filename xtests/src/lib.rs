@@ -163,7 +163,7 @@ pub fn check_encryption(vectors: &Vectors, case: &Case, got: &JsonRecord) -> Res
         return Err("a part the policy encrypts came back in the clear".into());
     }
     // The same as the vector's own encryption gives a full consumer: the plaintext, up to what
-    // a format normalizes (JSON Schema records come back without insignificant whitespace).
+    // a format normalizes (JSON comes back without insignificant whitespace).
     let consumer = vectors.codec(&case.policy, "consumer")?;
     let full = |r: &JsonRecord| -> Result<JsonRecord, String> {
         let r = r.record()?;
