@@ -2,6 +2,13 @@
 # Tests of the Python binding (bindings/python), the way a user would install it:
 #
 #   bindings/python/run-tests.sh [PYTEST ARGS...]
+#   bindings/python/run-tests.sh vectors [PYTEST ARGS...]     # the cross-language test vectors only
+#   bindings/python/run-tests.sh xtest-peer OUTDIR            # the matrix peer's launcher
+#
+# `vectors` runs tests/test_vectors.py alone (xtests/README.md): every xtests/vectors/v*.json,
+# with the encrypt results written to $FIELDCRYPT_XTEST_OUT/encrypted-python.json when that is
+# set. `xtest-peer OUTDIR` sets up the venv and the binding as below and writes OUTDIR/peer-python,
+# which runs xtests/peers/python_peer.py (`produce` / `consume`) with the venv's Python.
 #
 # 1. a venv at ${FIELDCRYPT_CACHE:-$HOME/.cache/fieldcrypt}/venv-python-binding with
 #    requirements-test.txt (reinstalled only when that file or the Python changes);
@@ -33,6 +40,26 @@ export PATH="$HOME/.cargo/bin:$PATH"
 LOG_NAME="python-binding"
 . "$root/scripts/lib.sh"
 
+# Where tests/test_vectors.py writes its encrypt results: absolute, as pytest runs from the
+# repository root.
+if [ -n "${FIELDCRYPT_XTEST_OUT:-}" ]; then
+  FIELDCRYPT_XTEST_OUT="$(realpath -m -- "$FIELDCRYPT_XTEST_OUT")"
+  export FIELDCRYPT_XTEST_OUT
+fi
+mode=all
+case "${1:-}" in
+  vectors)
+    mode=vectors
+    shift
+    ;;
+  xtest-peer)
+    mode=xtest-peer
+    [ "$#" = 2 ] || die "usage: $0 xtest-peer OUTDIR"
+    peer_out="$(realpath -m -- "$2")"
+    shift 2
+    ;;
+esac
+
 command -v "$PYTHON" >/dev/null || die "$PYTHON not found"
 command -v "$CARGO" >/dev/null || die "$CARGO not found (the binding builds from source)"
 
@@ -52,11 +79,32 @@ scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 (cd "$scratch" && "$py" -c 'import fieldcrypt, sys; print("python-binding: imported fieldcrypt", fieldcrypt.__version__, "from", fieldcrypt.__file__, file=sys.stderr)')
 
+# --- the matrix peer: a launcher with this venv's Python ------------------------------------------
+if [ "$mode" = xtest-peer ]; then
+  peer="$root/xtests/peers/python_peer.py"
+  [ -f "$peer" ] || die "no peer at $peer"
+  mkdir -p "$peer_out"
+  printf '#!/usr/bin/env bash\n# The Python peer of the xtests matrix (written by bindings/python/run-tests.sh xtest-peer).\nexec %q %q "$@"\n' \
+    "$py" "$peer" >"$peer_out/peer-python"
+  chmod +x "$peer_out/peer-python"
+  log "wrote $peer_out/peer-python"
+  exit 0
+fi
+
+# --- the test vectors alone ----------------------------------------------------------------------
+export PYTHONDONTWRITEBYTECODE=1
+if [ "$mode" = vectors ]; then
+  log "test vectors (FIELDCRYPT_XTEST_OUT=${FIELDCRYPT_XTEST_OUT:-<unset>})"
+  status=0
+  "$py" -m pytest -c "$here/pyproject.toml" --rootdir "$here" -rfEsxX "$@" "$here/tests/test_vectors.py" || status=$?
+  [ "$status" = 0 ] && log "all passed" || log "FAILED"
+  exit "$status"
+fi
+
 # --- the CLI, for the interop tests -------------------------------------------------------------
 build_cli "$root" "$py"
 
 # --- the tests ----------------------------------------------------------------------------------
-export PYTHONDONTWRITEBYTECODE=1
 suites=("$here/tests")
 if [ -n "${FIELDCRYPT_KAFKA:-}" ] || [ -n "${FIELDCRYPT_REGISTRY:-}" ] || [ "${FIELDCRYPT_SERVER_TESTS:-0}" = 1 ]; then
   suites+=("$here/tests_servers")
