@@ -4,6 +4,10 @@
 #   bindings/go/run-tests.sh [GO TEST ARGS...]     go vet, then go test -race -count=1 ./...
 #   bindings/go/run-tests.sh bench [GO TEST ARGS...]   the benchmarks (standard workload) on one
 #                                                      core (-cpu 1), and their ratios
+#   bindings/go/run-tests.sh vectors [GO TEST ARGS...] only TestVectors (xtests/vectors/v*.json);
+#                              with FIELDCRYPT_XTEST_OUT set it writes encrypted-go.json there
+#   bindings/go/run-tests.sh xtest-peer OUTDIR   builds the matrix peer (cmd/xtest-peer) into
+#                              OUTDIR and writes the launcher OUTDIR/peer-go (xtests/README.md)
 #
 # 1. `cargo build --release -p fieldcrypt-ffi` (honours CARGO_TARGET_DIR; the target directory
 #    is read from cargo's metadata) and a copy of libfieldcrypt_ffi.a into bindings/go/lib/,
@@ -32,10 +36,15 @@ LOG_NAME="go-binding"
 . "$root/scripts/lib.sh"
 
 mode="test"
-if [ "${1:-}" = bench ]; then
-  mode=bench
-  shift
-fi
+case "${1:-}" in
+  bench | vectors) mode="$1"; shift ;;
+  xtest-peer)
+    mode=xtest-peer
+    [ $# = 2 ] || die "usage: $0 xtest-peer OUTDIR"
+    mkdir -p "$2"
+    outdir="$(cd "$2" && pwd)"
+    ;;
+esac
 
 command -v go >/dev/null || die "go not found (on PATH or in /usr/local/go/bin)"
 command -v "$CARGO" >/dev/null || die "$CARGO not found (the binding links the Rust library)"
@@ -53,12 +62,29 @@ mkdir -p "$here/lib"
 cmp -s "$lib" "$here/lib/libfieldcrypt_ffi.a" || cp "$lib" "$here/lib/libfieldcrypt_ffi.a"
 log "library built and copied to bindings/go/lib/ in $(elapsed "$start")"
 
+cd "$here"
+export CGO_ENABLED=1
+
+# --- the matrix peer, the test vectors ----------------------------------------------------------
+if [ "$mode" = xtest-peer ]; then
+  go build -o "$outdir/xtest-peer-go" ./cmd/xtest-peer
+  printf '#!/usr/bin/env bash\nexec %q "$@"\n' "$outdir/xtest-peer-go" >"$outdir/peer-go"
+  chmod +x "$outdir/peer-go"
+  log "peer built: $outdir/peer-go"
+  exit 0
+fi
+if [ "$mode" = vectors ]; then
+  log "go test -race -count=1 -run '^TestVectors$' (FIELDCRYPT_XTEST_OUT=${FIELDCRYPT_XTEST_OUT:-<unset>})"
+  status=0
+  go test -race -count=1 -run '^TestVectors$' "$@" . || status=$?
+  if [ "$status" = 0 ]; then log "vectors passed"; else log "vectors FAILED"; fi
+  exit "$status"
+fi
+
 # --- the CLI, for the interop tests -------------------------------------------------------------
 build_cli "$root" python3
 
 # --- vet, tests, benchmarks ---------------------------------------------------------------------
-cd "$here"
-export CGO_ENABLED=1
 if [ "$mode" = bench ]; then
   out="$(mktemp)"
   trap 'rm -f "$out"' EXIT
