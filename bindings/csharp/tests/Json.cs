@@ -1,6 +1,8 @@
-// A minimal JSON reader and string quoting for the tests (Mono's profile here has no JSON
-// library, and NuGet is unreachable). Objects are Dictionary<string, object> (insertion order
-// kept), arrays List<object>, numbers double, and string, bool, null.
+// A minimal JSON reader and writer for the tests and the xtest peer (Mono's profile here has no
+// JSON library, and NuGet is unreachable). Objects are Dictionary<string, object> (insertion
+// order kept), arrays List<object>, numbers double (or JsonNumber, the literal, from ParseExact),
+// and string, bool, null. Also the RECORD of xtests/README.md ({"key", "value", "headers"},
+// Base64) to and from Record.
 using System;
 using System.Collections.Generic;
 using System.Globalization;
@@ -8,12 +10,51 @@ using System.Text;
 
 namespace Fieldcrypt.Tests
 {
+    /// <summary>A JSON number as it was written (ParseExact): written back unchanged, so a
+    /// document read and written again keeps every number exactly.</summary>
+    internal sealed class JsonNumber
+    {
+        public JsonNumber(string text)
+        {
+            Text = text;
+        }
+
+        public string Text { get; }
+
+        public override bool Equals(object o)
+        {
+            var n = o as JsonNumber;
+            return n != null && n.Text == Text;
+        }
+
+        public override int GetHashCode()
+        {
+            return Text.GetHashCode();
+        }
+
+        public override string ToString()
+        {
+            return Text;
+        }
+    }
+
     internal static class Json
     {
         public static object Parse(string text)
         {
+            return Parse(text, false);
+        }
+
+        /// <summary>Like Parse, with numbers as JsonNumber (their literal text).</summary>
+        public static object ParseExact(string text)
+        {
+            return Parse(text, true);
+        }
+
+        private static object Parse(string text, bool exact)
+        {
             int pos = 0;
-            object v = Value(text, ref pos);
+            object v = Value(text, ref pos, exact);
             Ws(text, ref pos);
             if (pos != text.Length) throw new System.FormatException("trailing JSON at " + pos);
             return v;
@@ -77,7 +118,108 @@ namespace Fieldcrypt.Tests
             while (p < t.Length && (t[p] == ' ' || t[p] == '\t' || t[p] == '\n' || t[p] == '\r')) p++;
         }
 
-        private static object Value(string t, ref int p)
+        /// <summary>JSON text of a parsed value (or one built of the same types, and integers).</summary>
+        public static string Write(object v)
+        {
+            var sb = new StringBuilder();
+            Write(sb, v);
+            return sb.ToString();
+        }
+
+        private static void Write(StringBuilder sb, object v)
+        {
+            if (v == null) { sb.Append("null"); return; }
+            var o = v as Dictionary<string, object>;
+            if (o != null)
+            {
+                sb.Append('{');
+                bool first = true;
+                foreach (var kv in o)
+                {
+                    if (!first) sb.Append(", ");
+                    first = false;
+                    sb.Append(Quote(kv.Key)).Append(": ");
+                    Write(sb, kv.Value);
+                }
+                sb.Append('}');
+                return;
+            }
+            var a = v as List<object>;
+            if (a != null)
+            {
+                sb.Append('[');
+                for (int i = 0; i < a.Count; i++)
+                {
+                    if (i > 0) sb.Append(", ");
+                    Write(sb, a[i]);
+                }
+                sb.Append(']');
+                return;
+            }
+            if (v is string) { sb.Append(Quote((string)v)); return; }
+            if (v is bool) { sb.Append((bool)v ? "true" : "false"); return; }
+            if (v is JsonNumber) { sb.Append(((JsonNumber)v).Text); return; }
+            if (v is int || v is long) { sb.Append(Convert.ToString(v, CultureInfo.InvariantCulture)); return; }
+            if (v is double)
+            {
+                double d = (double)v;
+                if (double.IsNaN(d) || double.IsInfinity(d)) throw new ArgumentException("JSON has no " + d);
+                sb.Append(d.ToString("R", CultureInfo.InvariantCulture));
+                return;
+            }
+            throw new ArgumentException("no JSON for a " + v.GetType().Name);
+        }
+
+        /// <summary>A RECORD of xtests/README.md: {"key": B64 | null, "value": B64 | null,
+        /// "headers": [[NAME, B64 | null], ...]}.</summary>
+        public static Record ToRecord(object json, string what)
+        {
+            var o = json as Dictionary<string, object>;
+            if (o == null) throw new System.FormatException(what + ": a record is a JSON object");
+            foreach (string member in new[] { "key", "value", "headers" })
+                if (!o.ContainsKey(member)) throw new System.FormatException(what + ": the record has no \"" + member + "\"");
+            var list = o["headers"] as List<object>;
+            if (list == null) throw new System.FormatException(what + ": \"headers\" is not an array");
+            var headers = new List<RecordHeader>();
+            foreach (object h in list)
+            {
+                var pair = h as List<object>;
+                if (pair == null || pair.Count != 2 || !(pair[0] is string))
+                    throw new System.FormatException(what + ": a header is [NAME, B64 | null]");
+                headers.Add(new RecordHeader((string)pair[0], FromBase64(pair[1], what + ": header " + Quote((string)pair[0]))));
+            }
+            return new Record(FromBase64(o["key"], what + ": key"), FromBase64(o["value"], what + ": value"), headers);
+        }
+
+        /// <summary>The JSON object of a RECORD (Base64 with padding; null absent).</summary>
+        public static Dictionary<string, object> FromRecord(Record r)
+        {
+            var headers = new List<object>();
+            foreach (RecordHeader h in r.Headers) headers.Add(new List<object> { h.Name, ToBase64(h.Value) });
+            return new Dictionary<string, object> { { "key", ToBase64(r.Key) }, { "value", ToBase64(r.Value) }, { "headers", headers } };
+        }
+
+        private static string ToBase64(byte[] b)
+        {
+            return b == null ? null : Convert.ToBase64String(b);
+        }
+
+        private static byte[] FromBase64(object v, string what)
+        {
+            if (v == null) return null;
+            var s = v as string;
+            if (s == null) throw new System.FormatException(what + ": Base64 text or null expected");
+            try
+            {
+                return Convert.FromBase64String(s);
+            }
+            catch (System.FormatException e)
+            {
+                throw new System.FormatException(what + ": not Base64: " + e.Message);
+            }
+        }
+
+        private static object Value(string t, ref int p, bool exact)
         {
             Ws(t, ref p);
             if (p >= t.Length) throw new System.FormatException("unexpected end of JSON");
@@ -94,7 +236,7 @@ namespace Fieldcrypt.Tests
                     string k = Str(t, ref p);
                     Ws(t, ref p);
                     Expect(t, ref p, ':');
-                    o[k] = Value(t, ref p);
+                    o[k] = Value(t, ref p, exact);
                     Ws(t, ref p);
                     if (t[p] == ',') { p++; continue; }
                     Expect(t, ref p, '}');
@@ -109,7 +251,7 @@ namespace Fieldcrypt.Tests
                 if (t[p] == ']') { p++; return a; }
                 while (true)
                 {
-                    a.Add(Value(t, ref p));
+                    a.Add(Value(t, ref p, exact));
                     Ws(t, ref p);
                     if (t[p] == ',') { p++; continue; }
                     Expect(t, ref p, ']');
@@ -123,6 +265,12 @@ namespace Fieldcrypt.Tests
             int start = p;
             while (p < t.Length && "+-0123456789.eE".IndexOf(t[p]) >= 0) p++;
             if (p == start) throw new System.FormatException("bad JSON at " + p);
+            if (exact)
+            {
+                string literal = t.Substring(start, p - start);
+                double.Parse(literal, NumberStyles.Float, CultureInfo.InvariantCulture);   // a number, or FormatException
+                return new JsonNumber(literal);
+            }
             return double.Parse(t.Substring(start, p - start), CultureInfo.InvariantCulture);
         }
 

@@ -22,6 +22,9 @@ namespace Fieldcrypt.Tests
             CodecTests.Register(tests);
             ErrorTests.Register(tests);
             InteropTests.Register(tests);
+            XtestPeerTests.Register(tests);
+            // Last: their final test writes the encrypt results of the cases before it.
+            VectorTests.Register(tests);
 
             int passed = 0, failed = 0, skipped = 0;
             string version;
