@@ -3,6 +3,11 @@
 #
 #   bindings/java/run-tests.sh [MAVEN ARGS...]     e.g. -Dtest=CodecTest
 #   bindings/java/run-tests.sh bench [17|25]       the benchmark (µs/op), on Java 17 by default
+#   bindings/java/run-tests.sh vectors [MAVEN ARGS...]   only the test vectors (VectorsTest), on
+#                                                  Java 17; with FIELDCRYPT_XTEST_OUT set, writes
+#                                                  $FIELDCRYPT_XTEST_OUT/encrypted-java.json
+#   bindings/java/run-tests.sh xtest-peer OUTDIR   builds the matrix peer (dev.fieldcrypt.xtest.Peer)
+#                                                  and writes its launcher OUTDIR/peer-java (Java 17)
 #
 # 1. `cargo build --release -p fieldcrypt-ffi` (honours CARGO_TARGET_DIR; the directory is read
 #    from cargo's metadata) and the fieldcrypt CLI for the Rust <-> Java tests (FIELDCRYPT_BIN);
@@ -29,8 +34,15 @@ LOG_NAME="java-binding"
 . "$root/scripts/lib.sh"
 
 mode="test"
-if [ "${1:-}" = bench ]; then
-  mode=bench
+case "${1:-}" in
+  bench | vectors | xtest-peer)
+    mode=$1
+    shift
+    ;;
+esac
+if [ "$mode" = xtest-peer ]; then
+  [ $# = 1 ] && [ -n "$1" ] || die "usage: run-tests.sh xtest-peer OUTDIR"
+  peer_out="$1"
   shift
 fi
 
@@ -90,17 +102,6 @@ if [ "$mode" = bench ]; then
     dev.fieldcrypt.Bench "${@:2}"
 fi
 
-java25="$(jdk_home 25 JAVA25_HOME)" # before any test run: a missing Java 25 fails at once
-build_cli "$root" python3
-
-if [ -n "${FIELDCRYPT_KAFKA:-}" ]; then
-  log "with the broker tests (FIELDCRYPT_KAFKA=$FIELDCRYPT_KAFKA)"
-elif [ "${FIELDCRYPT_SERVER_TESTS:-0}" = 1 ]; then
-  log "FIELDCRYPT_SERVER_TESTS=1 without FIELDCRYPT_KAFKA: the broker tests will fail"
-else
-  log "without the broker tests (set FIELDCRYPT_KAFKA to run them)"
-fi
-
 # counts LABEL: sums the surefire reports of the run that just ended into a closing line.
 counts() {
   python3 - "$here/target/surefire-reports" "$1" <<'EOF'
@@ -114,6 +115,61 @@ for f in glob.glob(sys.argv[1] + "/TEST-*.xml"):
 print(f"{sys.argv[2]}: {tests - failed - skipped} passed, {failed} failed, {skipped} skipped")
 EOF
 }
+
+if [ "$mode" = xtest-peer ]; then
+  # The classes are copied next to the launcher: a later build in target/ does not change a
+  # peer the matrix is running.
+  mkdir -p "$peer_out"
+  peer_out="$(cd "$peer_out" && pwd)"
+  JAVA_HOME="$java17" mvn "${mvn_args[@]}" test-compile dependency:build-classpath \
+    -Dmdep.includeScope=test "-Dmdep.outputFile=$here/target/xtest-classpath.txt" || die "mvn test-compile failed"
+  rm -rf "$peer_out/peer-java.d"
+  mkdir -p "$peer_out/peer-java.d"
+  cp -r "$here/target/classes" "$peer_out/peer-java.d/classes"
+  cp -r "$here/target/test-classes" "$peer_out/peer-java.d/test-classes"
+  rm -rf "$peer_out/peer-java.d/classes/linux-x86-64" # the library comes from -Djna.library.path
+  classpath="$peer_out/peer-java.d/classes:$peer_out/peer-java.d/test-classes:$(cat "$here/target/xtest-classpath.txt")"
+  {
+    echo '#!/usr/bin/env bash'
+    echo '# The Java peer of the xtests matrix (xtests/README.md); written by bindings/java/run-tests.sh xtest-peer.'
+    printf 'exec %q -Djna.library.path=%q -cp %q dev.fieldcrypt.xtest.Peer "$@"\n' \
+      "$java17/bin/java" "$libdir" "$classpath"
+  } >"$peer_out/peer-java.tmp"
+  chmod +x "$peer_out/peer-java.tmp"
+  mv "$peer_out/peer-java.tmp" "$peer_out/peer-java"
+  log "wrote $peer_out/peer-java"
+  exit 0
+fi
+
+if [ "$mode" = vectors ]; then
+  if [ -n "${FIELDCRYPT_XTEST_OUT:-}" ]; then
+    mkdir -p "$FIELDCRYPT_XTEST_OUT"
+    FIELDCRYPT_XTEST_OUT="$(cd "$FIELDCRYPT_XTEST_OUT" && pwd)" # the forked JVM runs in bindings/java
+    export FIELDCRYPT_XTEST_OUT
+    log "encrypt results to $FIELDCRYPT_XTEST_OUT/encrypted-java.json"
+  fi
+  log "Java 17 ($java17): the test vectors (VectorsTest)"
+  rm -rf "$here/target/surefire-reports"
+  start=$(now_ms)
+  status=0
+  JAVA_HOME="$java17" mvn "${mvn_args[@]}" test -Dtest=VectorsTest "$@" || status=1
+  line="$(counts "vectors java17")"
+  log "$line ($(elapsed "$start"))"
+  echo "$line"
+  if [ "$status" = 0 ]; then log "all passed"; else log "FAILED"; fi
+  exit "$status"
+fi
+
+java25="$(jdk_home 25 JAVA25_HOME)" # before any test run: a missing Java 25 fails at once
+build_cli "$root" python3
+
+if [ -n "${FIELDCRYPT_KAFKA:-}" ]; then
+  log "with the broker tests (FIELDCRYPT_KAFKA=$FIELDCRYPT_KAFKA)"
+elif [ "${FIELDCRYPT_SERVER_TESTS:-0}" = 1 ]; then
+  log "FIELDCRYPT_SERVER_TESTS=1 without FIELDCRYPT_KAFKA: the broker tests will fail"
+else
+  log "without the broker tests (set FIELDCRYPT_KAFKA to run them)"
+fi
 
 status=0
 summary=()
