@@ -130,6 +130,15 @@ impl HttpClient {
         &self,
         build: &dyn Fn(&reqwest::blocking::Client) -> reqwest::blocking::RequestBuilder,
     ) -> std::result::Result<Reply, SendError> {
+        self.send_with_headers(build).map(|(reply, _)| reply)
+    }
+
+    /// [`HttpClient::send`], also returning the answer's headers (the policy source needs its
+    /// `ETag`).
+    pub fn send_with_headers(
+        &self,
+        build: &dyn Fn(&reqwest::blocking::Client) -> reqwest::blocking::RequestBuilder,
+    ) -> std::result::Result<(Reply, reqwest::header::HeaderMap), SendError> {
         let mut last = String::new();
         for attempt in 0..=self.max_retries {
             if attempt > 0 {
@@ -144,6 +153,7 @@ impl HttpClient {
                 }
             };
             let status = response.status().as_u16();
+            let headers = response.headers().clone();
             let body = match read_body(response) {
                 Ok(body) => body,
                 Err(BodyError::TooLarge) => return Err(SendError::TooLarge { status }),
@@ -154,12 +164,12 @@ impl HttpClient {
             };
             if status == 429 || status >= 500 {
                 if attempt == self.max_retries {
-                    return Ok(Reply { status, body });
+                    return Ok((Reply { status, body }, headers));
                 }
                 last = format!("HTTP {status}");
                 continue;
             }
-            return Ok(Reply { status, body });
+            return Ok((Reply { status, body }, headers));
         }
         Err(SendError::Unavailable { attempts: self.max_retries + 1, last })
     }

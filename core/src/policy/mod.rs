@@ -2,9 +2,13 @@
 //! algorithm, and which fields each consumer profile may see. See `docs/POLICY.md`.
 
 mod path;
+pub mod signed;
+pub mod source;
 
 pub(crate) use path::{ConcretePath, FieldStep};
 pub use path::{FieldPath, Segment};
+pub use signed::{PolicySignature, PolicyVerifier, PublicKey, SignedPolicy, SigningKey, Verification, VerifiedPolicy};
+pub use source::{Fetched, FileSource, HttpsSource, MemorySource, PolicySource};
 
 use std::collections::BTreeMap;
 use std::path::Path as FsPath;
@@ -76,6 +80,19 @@ pub struct EncryptRule {
     pub tags: Vec<String>,
     pub key: KekUri,
     pub algorithm: Algorithm,
+    /// When set, every data subject gets its own data key, held in the key store, so that one
+    /// subject's records can be shredded (docs/SHREDDING.md).
+    pub subject: Option<Subject>,
+}
+
+/// Where a rule finds a record's data subject.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Subject {
+    /// The Kafka record key (its bytes as text): `"subject": "$key"`.
+    RecordKey,
+    /// A top-level member of a JSON record value (schemaless or JSON Schema), a string or a
+    /// number: `"subject": "customer_id"`.
+    Member(String),
 }
 
 /// A named decryption profile: the fields a kind of consumer may see decrypted.
@@ -159,6 +176,8 @@ struct EncryptRuleDoc {
     key: String,
     #[serde(default = "default_algorithm")]
     algorithm: String,
+    #[serde(default)]
+    subject: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -241,7 +260,34 @@ impl Policy {
             let algorithm = Algorithm::from_name(&r.algorithm).ok_or_else(|| {
                 Error::policy(format!("{ctx}: unknown algorithm {:?} (use AES256_GCM or AES256_SIV)", r.algorithm))
             })?;
-            rules.push(EncryptRule { name: r.name, topics, part: r.part, fields, tags: r.tags, key, algorithm });
+            let subject = match r.subject.as_deref() {
+                None => None,
+                Some("$key") => Some(Subject::RecordKey),
+                Some("") => return Err(Error::policy(format!("{ctx}: \"subject\" is empty"))),
+                Some(member) => {
+                    // The subject must stay readable: it is how the data is found and shredded.
+                    if fields.iter().any(|f| f.as_str() == member || f.as_str().starts_with(&format!("{member}."))) {
+                        return Err(Error::policy(format!(
+                            "{ctx}: the subject member {member:?} may not be encrypted"
+                        )));
+                    }
+                    Some(Subject::Member(member.to_string()))
+                }
+            };
+            if subject.is_some() && algorithm.is_deterministic() {
+                // A deterministic key is derived from the KEK, the same for every subject.
+                return Err(Error::policy(format!("{ctx}: per-subject keys need AES256_GCM")));
+            }
+            rules.push(EncryptRule {
+                name: r.name,
+                topics,
+                part: r.part,
+                fields,
+                tags: r.tags,
+                key,
+                algorithm,
+                subject,
+            });
         }
         let mut profiles = BTreeMap::new();
         for (name, p) in doc.profiles {
