@@ -28,6 +28,7 @@ const (
 	KindKMS                Kind = C.FC_ERR_KMS
 	KindRegistry           Kind = C.FC_ERR_REGISTRY
 	KindLimitExceeded      Kind = C.FC_ERR_LIMIT_EXCEEDED
+	KindShredded           Kind = C.FC_ERR_SHREDDED
 	KindInvalidArgument    Kind = C.FC_ERR_INVALID_ARGUMENT
 	KindPanic              Kind = C.FC_ERR_PANIC
 	KindOther              Kind = C.FC_ERR_OTHER // an error kind newer than the ABI's list
@@ -85,6 +86,7 @@ var (
 	ErrKMS                = kindError(KindKMS)
 	ErrRegistry           = kindError(KindRegistry)
 	ErrLimitExceeded      = kindError(KindLimitExceeded)
+	ErrShredded           = kindError(KindShredded)
 	ErrInvalidArgument    = kindError(KindInvalidArgument)
 	ErrPanic              = kindError(KindPanic)
 	ErrOther              = kindError(KindOther)

@@ -412,7 +412,8 @@ func TestKindNames(t *testing.T) {
 		fieldcrypt.KindUnsupportedVersion: "unsupported_version", fieldcrypt.KindCrypto: "crypto",
 		fieldcrypt.KindKeyNotFound: "key_not_found", fieldcrypt.KindAccessDenied: "access_denied",
 		fieldcrypt.KindKMS: "kms", fieldcrypt.KindRegistry: "registry",
-		fieldcrypt.KindLimitExceeded: "limit_exceeded", fieldcrypt.KindInvalidArgument: "invalid_argument",
+		fieldcrypt.KindLimitExceeded: "limit_exceeded", fieldcrypt.KindShredded: "shredded",
+		fieldcrypt.KindInvalidArgument: "invalid_argument",
 		fieldcrypt.KindPanic: "panic", fieldcrypt.Kind(99): "unknown",
 	}
 	for k, name := range want {

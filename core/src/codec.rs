@@ -14,9 +14,10 @@ use crate::formats::json::{self, JsonScanner};
 use crate::formats::{CompiledSchema, Emit, Leaf, Scan, Scanner, ValueKind, PLAIN_BYTES, PLAIN_JSON, PLAIN_STRING};
 use crate::framing::{self, SchemaRef};
 use crate::header::{self, DekLocation, KeyEntry, HEADER_NAME};
-use crate::keys::{ActiveDek, DekCache, DekSlot, KmsRegistry, Limits};
+use crate::keys::{ActiveDek, DekCache, DekSlot, KmsRegistry, Limits, SubjectDeks};
+use crate::keystore::{KeyLookup, KeyStore, SubjectId};
 use crate::kms::{KekUri, Kms, WrapContext};
-use crate::policy::{Fallback, FieldPath, Part, Policy, Profile};
+use crate::policy::{Fallback, FieldPath, Part, Policy, Profile, Subject};
 use crate::schema::{self, SchemaSource, SchemaType};
 use crate::stats::{Counters, Stats};
 
@@ -125,9 +126,22 @@ pub struct CodecBuilder {
     limits: Limits,
     schemas: Option<Arc<dyn SchemaSource>>,
     validate_json_schema: bool,
+    key_store: Option<Arc<dyn KeyStore>>,
 }
 
 impl CodecBuilder {
+    /// Where data keys held by reference live: needed by producers of rules with a `subject`
+    /// (per-subject keys) and by consumers of their records (docs/SHREDDING.md).
+    pub fn key_store(mut self, store: impl KeyStore + 'static) -> Self {
+        self.key_store = Some(Arc::new(store));
+        self
+    }
+
+    pub fn key_store_shared(mut self, store: Arc<dyn KeyStore>) -> Self {
+        self.key_store = Some(store);
+        self
+    }
+
     /// Adds a KMS client; it serves the key URIs of its scheme.
     pub fn kms(mut self, kms: impl Kms + 'static) -> Self {
         self.kms.add(Arc::new(kms));
@@ -189,6 +203,14 @@ impl CodecBuilder {
             })?),
             None => None,
         };
+        if let Some(rule) = self.policy.rules().iter().find(|r| r.subject.is_some()) {
+            if self.key_store.is_none() {
+                return Err(Error::config(format!(
+                    "encrypt rule {:?} keeps a key per subject: configure a key store",
+                    rule.name
+                )));
+            }
+        }
         let mut slots: HashMap<(KekUri, Algorithm), Arc<DekSlot>> = HashMap::new();
         for rule in self.policy.rules() {
             slots
@@ -197,6 +219,8 @@ impl CodecBuilder {
         }
         Ok(Codec(Arc::new(Inner {
             cache: DekCache::new(&self.limits),
+            subject_deks: SubjectDeks::new(&self.limits),
+            key_store: self.key_store,
             policy: self.policy,
             kms: self.kms,
             profile,
@@ -239,6 +263,8 @@ struct Inner {
     /// Per part: the header scanner used last.
     last_header_scanner: [Mutex<Option<LastScanner>>; 2],
     cache: DekCache,
+    subject_deks: SubjectDeks,
+    key_store: Option<Arc<dyn KeyStore>>,
     counters: Counters,
 }
 
@@ -291,6 +317,8 @@ const PRESENT_SET_BITS: usize = 64;
 
 struct PlannedKey {
     slot: Arc<DekSlot>,
+    /// Per-subject keys: where the record's subject is (each subject its own DEK).
+    subject: Option<Subject>,
     /// Indexed by `Part::code()`; each with the index of its rule in the policy, so a header
     /// lists paths in policy order whatever the record part.
     fields: [Vec<(usize, FieldPath)>; 2],
@@ -474,7 +502,19 @@ impl Codec {
             limits: Limits::default(),
             schemas: None,
             validate_json_schema: false,
+            key_store: None,
         }
+    }
+
+    /// Shreds a data subject: deletes every data key the key store holds for it, so none of its
+    /// records decrypts again anywhere, and forgets the keys this codec had in use. Returns how
+    /// many keys were deleted. See docs/SHREDDING.md for what this does and does not guarantee.
+    pub fn shred(&self, subject: &str) -> Result<usize> {
+        let store = self.0.key_store.as_deref().ok_or_else(|| Error::config("shred needs a key store"))?;
+        let id = SubjectId::of(subject);
+        let n = store.shred(&id)?;
+        tracing::info!(target: "fieldcrypt::audit", event = "subject_shredded", subject = %id, keys = n);
+        Ok(n)
     }
 
     pub fn policy(&self) -> &Policy {
@@ -495,11 +535,12 @@ impl Codec {
             let mut keys: Vec<PlannedKey> = Vec::new();
             for (rule_index, rule) in self.0.policy.rules_for(topic)?.into_iter().enumerate() {
                 let slot = &self.0.slots[&(rule.key.clone(), rule.algorithm)];
-                let key = match keys.iter().position(|k| Arc::ptr_eq(&k.slot, slot)) {
+                let key = match keys.iter().position(|k| Arc::ptr_eq(&k.slot, slot) && k.subject == rule.subject) {
                     Some(i) => &mut keys[i],
                     None => {
                         keys.push(PlannedKey {
                             slot: slot.clone(),
+                            subject: rule.subject.clone(),
                             fields: Default::default(),
                             tags: Default::default(),
                         });
@@ -522,6 +563,48 @@ impl Codec {
                 last_header: Mutex::new(None),
             }))
         })
+    }
+
+    /// The data subject of a record for a per-subject rule (see [`Subject`]).
+    fn subject_of<H: HeaderView>(
+        &self,
+        subject: &Subject,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[H],
+    ) -> Result<String> {
+        match subject {
+            Subject::RecordKey => {
+                let key = key
+                    .ok_or_else(|| Error::record("a per-subject rule uses the record key, and the record has none"))?;
+                Ok(String::from_utf8_lossy(key).into_owned())
+            }
+            Subject::Member(member) => {
+                let value =
+                    value.ok_or_else(|| Error::record("a per-subject rule reads the record value, and it has none"))?;
+                let located = self.locate(Part::Value, value, headers)?;
+                if let Shape::Schema(schema, _) = &located.shape {
+                    if self.0.schema_types.get_or_try_insert(schema, || Err(Error::config("unknown schema")))?
+                        != SchemaType::Json
+                    {
+                        return Err(Error::record(format!(
+                            "subject member {member:?}: per-subject rules read members of JSON records only (use \"$key\")"
+                        )));
+                    }
+                }
+                let doc: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_slice(located.payload).map_err(|_| {
+                        Error::record(format!("subject member {member:?}: the record value is not a JSON object"))
+                    })?;
+                match doc.get(member) {
+                    Some(serde_json::Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+                    Some(serde_json::Value::Number(n)) => Ok(n.to_string()),
+                    _ => Err(Error::record(format!(
+                        "subject member {member:?} is missing or not a non-empty string or number: nothing encrypted"
+                    ))),
+                }
+            }
+        }
     }
 
     /// Finds a part's framing and, for schema formats, its writer schema.
@@ -707,7 +790,14 @@ impl Codec {
         let mut entry_of_key = [usize::MAX; MAX_KEYS_PER_RECORD];
         for (k, pk) in plan.keys.iter().enumerate().filter(|(k, _)| keys_used & (1 << k) != 0) {
             let kms = inner.kms.for_scheme(pk.slot.kek.scheme())?;
-            let dek = pk.slot.lease(kms, &inner.limits, &inner.counters)?;
+            let dek = match &pk.subject {
+                None => pk.slot.lease(kms, &inner.limits, &inner.counters)?,
+                Some(subject) => {
+                    let id = SubjectId::of(&self.subject_of(subject, key, value, headers)?);
+                    let store = inner.key_store.as_deref().ok_or_else(|| Error::config("no key store configured"))?;
+                    inner.subject_deks.lease(&pk.slot, &id, kms, store, &inner.limits, &inner.counters)?
+                }
+            };
             dek.use_n(uses[k] + 1)?;
             entry_of_key[k] = used.len();
             used.push((dek, pk));
@@ -735,7 +825,7 @@ impl Codec {
                         dek_id: *dek.dek.id(),
                         kek: pk.slot.kek.as_str(),
                         kek_version: &dek.kek_version,
-                        dek: DekLocation::Inline(&dek.wrapped),
+                        dek: if dek.in_store { DekLocation::KeyStore } else { DekLocation::Inline(&dek.wrapped) },
                         fields: header_fields(&parts, k),
                     })
                     .collect();
@@ -972,6 +1062,15 @@ impl Codec {
         tag: &[u8; TAG_LEN],
     ) -> Result<std::result::Result<Arc<Dek>, Error>> {
         let inner = &*self.0;
+        // A key held by reference is looked up in the store before any cache: once its subject
+        // is shredded, no cached copy may decrypt another record.
+        let stored = match &entry.wrapped {
+            Some(_) => None,
+            None => match self.stored_dek(entry)? {
+                Ok(stored) => Some(stored),
+                Err(unavailable) => return Ok(Err(unavailable)),
+            },
+        };
         let mut cached_dek = inner.cache.get(&entry.dek_id, &entry.kek, &entry.kek_version);
         // One KMS call per DEK even when threads miss together: a thread that misses waits for
         // any unwrap in progress in its stripe, then looks again. Held until the key is cached.
@@ -995,7 +1094,15 @@ impl Codec {
             }
             None => {
                 inner.counters.dek_cache_misses.fetch_add(1, Ordering::Relaxed);
-                match self.unwrap_dek(&entry.as_entry()) {
+                let unwrapped = match &stored {
+                    Some(d) => self.unwrap_dek(&entry.as_entry(), &d.kek_version, &d.wrapped),
+                    None => self.unwrap_dek(
+                        &entry.as_entry(),
+                        &entry.kek_version,
+                        entry.wrapped.as_deref().unwrap_or_default(),
+                    ),
+                };
+                match unwrapped {
                     Ok(dek) => dek,
                     Err(e)
                         if matches!(e.kind(), ErrorKind::KeyNotFound | ErrorKind::AccessDenied | ErrorKind::Config) =>
@@ -1028,19 +1135,35 @@ impl Codec {
         Ok(Ok(dek))
     }
 
-    fn unwrap_dek(&self, entry: &KeyEntry<'_>) -> Result<Arc<Dek>> {
-        let inner = &*self.0;
-        let DekLocation::Inline(wrapped) = entry.dek else {
-            return Err(Error::new(
+    /// A key held by reference, as the key store has it; or why it cannot be had.
+    fn stored_dek(&self, entry: &OwnedKeyEntry) -> Result<std::result::Result<crate::keystore::StoredDek, Error>> {
+        let id = hex(&entry.dek_id);
+        let Some(store) = self.0.key_store.as_deref() else {
+            return Ok(Err(Error::new(
                 ErrorKind::KeyNotFound,
-                format!("data key {} is held in a key store, and none is configured", hex(&entry.dek_id)),
-            ));
+                format!("data key {id} is held in a key store, and none is configured"),
+            )));
         };
+        Ok(match store.lookup(&entry.dek_id)? {
+            KeyLookup::Found(d) if d.kek == entry.kek && d.algorithm == entry.algorithm => Ok(d),
+            KeyLookup::Found(_) => {
+                return Err(Error::crypto(format!("the header and the key store disagree about data key {id}")))
+            }
+            KeyLookup::Shredded => Err(Error::new(ErrorKind::Shredded, format!("data key {id} was shredded"))),
+            KeyLookup::Unknown => {
+                Err(Error::new(ErrorKind::KeyNotFound, format!("data key {id} is not in the key store")))
+            }
+        })
+    }
+
+    /// Unwraps a DEK with the KMS of its KEK (`wrapped` from the header or the key store).
+    fn unwrap_dek(&self, entry: &KeyEntry<'_>, kek_version: &str, wrapped: &[u8]) -> Result<Arc<Dek>> {
+        let inner = &*self.0;
         let kek = KekUri::parse(entry.kek).map_err(|e| Error::format(format!("header KEK: {e}")))?;
         let kms = inner.kms.for_scheme(kek.scheme())?;
         inner.counters.kms_unwrap_calls.fetch_add(1, Ordering::Relaxed);
         let ctx = WrapContext { dek_id: &entry.dek_id, algorithm: entry.algorithm };
-        let key = kms.unwrap(&kek, entry.kek_version, wrapped, &ctx).inspect_err(|_| {
+        let key = kms.unwrap(&kek, kek_version, wrapped, &ctx).inspect_err(|_| {
             inner.counters.kms_errors.fetch_add(1, Ordering::Relaxed);
         })?;
         Ok(Arc::new(Dek::new(entry.dek_id, entry.algorithm, &key)?))

@@ -33,7 +33,7 @@ use crate::{
 };
 
 /// The top-level options, in the order the documentation lists them.
-const CODEC_OPTIONS: &str = "kms, profile, registry, schemas, limits, validate_json_schema";
+const CODEC_OPTIONS: &str = "kms, profile, registry, schemas, limits, validate_json_schema, key_store";
 
 /// Builds a codec for `policy` from a configuration document (see the module docs).
 pub fn codec(policy: Policy, config: &Value) -> Result<Codec> {
@@ -77,6 +77,9 @@ pub fn builder(policy: Policy, config: &Value) -> Result<CodecBuilder> {
         builder = builder.limits(limits(l)?);
     }
     builder = builder.validate_json_schema(o.bool("validate_json_schema")?.unwrap_or(false));
+    if let Some(store) = o.raw("key_store") {
+        builder = builder.key_store_shared(key_store(store)?);
+    }
     o.finish_with(CODEC_OPTIONS)?;
     Ok(builder)
 }
@@ -395,6 +398,35 @@ fn gcp_config(value: &Value) -> Result<GcpKmsConfig> {
     config.http = http_options(&mut o)?;
     o.finish()?;
     Ok(config)
+}
+
+/// `{"file": path, "refresh": seconds}` or `{"kafka": {"bootstrap": "host:port", "topic":
+/// "_fieldcrypt_keys"}}` (builds with the `kafka` feature).
+fn key_store(value: &Value) -> Result<Arc<dyn crate::keystore::KeyStore>> {
+    let mut o = Options::new("key_store", value)?;
+    let file = o.path("file")?;
+    let refresh = o.duration("refresh")?.unwrap_or(std::time::Duration::from_secs(1));
+    let kafka = o.raw("kafka");
+    o.finish()?;
+    match (file, kafka) {
+        (Some(path), None) => Ok(Arc::new(crate::keystore::FileKeyStore::open(path, refresh)?)),
+        (None, Some(kafka)) => kafka_key_store(kafka),
+        _ => Err(Error::config("key_store: give \"file\" or \"kafka\"")),
+    }
+}
+
+#[cfg(feature = "kafka")]
+fn kafka_key_store(value: &Value) -> Result<Arc<dyn crate::keystore::KeyStore>> {
+    let mut o = Options::new("key_store.kafka", value)?;
+    let bootstrap = o.string("bootstrap")?.ok_or_else(|| o.missing("bootstrap is required"))?;
+    let topic = o.string("topic")?.unwrap_or_else(|| crate::keystore::DEFAULT_KEY_TOPIC.to_string());
+    o.finish()?;
+    Ok(Arc::new(crate::keystore::KafkaKeyStore::open(&bootstrap, &topic)?))
+}
+
+#[cfg(not(feature = "kafka"))]
+fn kafka_key_store(_: &Value) -> Result<Arc<dyn crate::keystore::KeyStore>> {
+    Err(Error::config("key_store.kafka: this build of fieldcrypt has no Kafka client (cargo feature `kafka`)"))
 }
 
 /// A URL, or `{"url", "basic_auth": [user, password], "bearer_token", "ca_pem", "timeout",

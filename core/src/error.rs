@@ -30,6 +30,10 @@ pub enum ErrorKind {
     Registry,
     /// A data key reached its hard usage limit and no new one could be made.
     LimitExceeded,
+    /// The record's data key was deleted on purpose (its data subject was shredded): the fields
+    /// under it are unreadable for good. Consumers treat it like a missing key (the profile's
+    /// fallback applies).
+    Shredded,
 }
 
 impl ErrorKind {
@@ -47,6 +51,7 @@ impl ErrorKind {
             ErrorKind::Kms => "kms",
             ErrorKind::Registry => "registry",
             ErrorKind::LimitExceeded => "limit_exceeded",
+            ErrorKind::Shredded => "shredded",
         }
     }
 }

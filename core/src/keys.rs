@@ -13,6 +13,7 @@ use sha2::Digest;
 
 use crate::crypto::{hex, random_bytes, Algorithm, Dek, DekId, DEK_ID_LEN};
 use crate::error::{Error, ErrorKind, Result};
+use crate::keystore::{now_ms, KeyLookup, KeyStore, StoredDek, SubjectId};
 use crate::kms::{KekUri, Kms, WrapContext};
 use crate::stats::Counters;
 
@@ -86,6 +87,8 @@ pub(crate) struct ActiveDek {
     pub dek: Arc<Dek>,
     pub kek_version: String,
     pub wrapped: Vec<u8>,
+    /// Held in the key store (a per-subject key): headers name it by id only.
+    pub in_store: bool,
     uses: AtomicU64,
     created: Instant,
     max_uses: u64,
@@ -196,7 +199,7 @@ impl DekSlot {
         )
     }
 
-    fn create(&self, kms: &dyn Kms, limits: &Limits, counters: &Counters) -> Result<ActiveDek> {
+    pub(crate) fn create(&self, kms: &dyn Kms, limits: &Limits, counters: &Counters) -> Result<ActiveDek> {
         let alg = self.algorithm;
         let (key, id, max_uses) = if alg.is_deterministic() {
             // Every producer must derive the same key, or equal plaintexts would not give equal
@@ -219,11 +222,91 @@ impl DekSlot {
             dek: Arc::new(Dek::new(id, alg, &key)?),
             kek_version: wrapped.kek_version,
             wrapped: wrapped.ciphertext,
+            in_store: false,
             uses: AtomicU64::new(0),
             created: Instant::now(),
             max_uses,
             max_age: limits.dek_max_age,
         })
+    }
+}
+
+/// Per-subject DEKs on the producer side (policy rules with a `subject`): one per (KEK,
+/// subject), kept in the key store so that shredding the subject deletes it. Bounded: a subject
+/// not seen for a while is looked up in the store again.
+pub(crate) struct SubjectDeks {
+    active: Mutex<LruCache<(String, SubjectId), Arc<ActiveDek>>>,
+}
+
+impl SubjectDeks {
+    pub fn new(limits: &Limits) -> SubjectDeks {
+        let cap = NonZeroUsize::new(limits.dek_cache_capacity).unwrap_or(NonZeroUsize::MIN);
+        SubjectDeks { active: Mutex::new(LruCache::new(cap)) }
+    }
+
+    /// The DEK for `subject` under `slot`'s KEK: the one in use while fresh and not shredded,
+    /// else the newest the store holds (unwrapped), else a new one, stored before it is used.
+    /// One lease at a time: concurrent records of a new subject then share one new key.
+    pub fn lease(
+        &self,
+        slot: &DekSlot,
+        subject: &SubjectId,
+        kms: &dyn Kms,
+        store: &dyn KeyStore,
+        limits: &Limits,
+        counters: &Counters,
+    ) -> Result<Arc<ActiveDek>> {
+        let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (slot.kek.as_str().to_string(), subject.clone());
+        if let Some(d) = active.get(&key) {
+            if d.fresh() && matches!(store.lookup(d.dek.id())?, KeyLookup::Found(_)) {
+                return Ok(d.clone());
+            }
+        }
+        let reuse = store
+            .current(subject, slot.kek.as_str(), slot.algorithm)?
+            .filter(|d| now_ms().saturating_sub(d.created_ms) < limits.dek_max_age.as_millis() as u64);
+        let dek = match reuse {
+            Some(stored) => {
+                counters.kms_unwrap_calls.fetch_add(1, Ordering::Relaxed);
+                let ctx = WrapContext { dek_id: &stored.dek_id, algorithm: stored.algorithm };
+                let raw = kms.unwrap(&slot.kek, &stored.kek_version, &stored.wrapped, &ctx)?;
+                ActiveDek {
+                    dek: Arc::new(Dek::new(stored.dek_id, stored.algorithm, &raw)?),
+                    kek_version: stored.kek_version,
+                    wrapped: stored.wrapped,
+                    in_store: true,
+                    uses: AtomicU64::new(0),
+                    created: Instant::now(),
+                    max_uses: limits.dek_max_uses,
+                    max_age: limits.dek_max_age,
+                }
+            }
+            None => {
+                let mut fresh = slot.create(kms, limits, counters)?;
+                store.put(&StoredDek {
+                    dek_id: *fresh.dek.id(),
+                    subject: subject.clone(),
+                    kek: slot.kek.as_str().to_string(),
+                    kek_version: fresh.kek_version.clone(),
+                    algorithm: slot.algorithm,
+                    wrapped: fresh.wrapped.clone(),
+                    created_ms: now_ms(),
+                })?;
+                tracing::info!(
+                    target: "fieldcrypt::audit",
+                    event = "key_created",
+                    kek = %slot.kek,
+                    dek_id = %hex(fresh.dek.id()),
+                    subject = %subject,
+                );
+                fresh.in_store = true;
+                fresh
+            }
+        };
+        let dek = Arc::new(dek);
+        active.put(key, dek.clone());
+        Ok(dek)
     }
 }
 

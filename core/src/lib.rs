@@ -28,9 +28,11 @@ pub mod framing;
 pub mod header;
 mod http;
 mod keys;
+pub mod keystore;
 pub mod kms;
 pub mod policy;
 pub mod registry;
+mod reload;
 mod schema;
 mod stats;
 
@@ -49,6 +51,10 @@ pub use header::HEADER_NAME;
 pub use http::HttpOptions;
 pub use keys::{Limits, DEK_HARD_USE_LIMIT};
 pub use kms::{KekUri, Kms, LocalKms, WrapContext, WrappedDek};
-pub use policy::{Part, Policy};
+pub use policy::{
+    Fetched, FileSource, HttpsSource, MemorySource, Part, Policy, PolicySource, PolicyVerifier, PublicKey,
+    SignedPolicy, SigningKey, Verification,
+};
+pub use reload::{Reload, ReloadStatus, ReloadingCodec, ReloadingCodecBuilder, DEFAULT_RELOAD_INTERVAL};
 pub use schema::{SchemaSource, SchemaText, SchemaType, StaticSchemas};
 pub use stats::Stats;

@@ -34,6 +34,9 @@
 
 #define FC_ERR_LIMIT_EXCEEDED 11
 
+// The record's data key was shredded (its data subject was erased): unreadable for good.
+#define FC_ERR_SHREDDED 12
+
 // A NULL where a value is required, text that is not UTF-8, or malformed packed data.
 #define FC_ERR_INVALID_ARGUMENT 100
 

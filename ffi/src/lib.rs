@@ -34,6 +34,8 @@ pub const FC_ERR_ACCESS_DENIED: i32 = 8;
 pub const FC_ERR_KMS: i32 = 9;
 pub const FC_ERR_REGISTRY: i32 = 10;
 pub const FC_ERR_LIMIT_EXCEEDED: i32 = 11;
+/// The record's data key was shredded (its data subject was erased): unreadable for good.
+pub const FC_ERR_SHREDDED: i32 = 12;
 /// A NULL where a value is required, text that is not UTF-8, or malformed packed data.
 pub const FC_ERR_INVALID_ARGUMENT: i32 = 100;
 /// The library panicked; the call had no effect. Please report it.
@@ -154,6 +156,7 @@ pub fn status_of(kind: ErrorKind) -> i32 {
         ErrorKind::Kms => FC_ERR_KMS,
         ErrorKind::Registry => FC_ERR_REGISTRY,
         ErrorKind::LimitExceeded => FC_ERR_LIMIT_EXCEEDED,
+        ErrorKind::Shredded => FC_ERR_SHREDDED,
         _ => FC_ERR_OTHER,
     }
 }
@@ -252,6 +255,7 @@ fn status_name(status: i32) -> &'static CStr {
         FC_ERR_KMS => c"kms",
         FC_ERR_REGISTRY => c"registry",
         FC_ERR_LIMIT_EXCEEDED => c"limit_exceeded",
+        FC_ERR_SHREDDED => c"shredded",
         FC_ERR_INVALID_ARGUMENT => c"invalid_argument",
         FC_ERR_PANIC => c"panic",
         FC_ERR_OTHER => c"other",
@@ -303,6 +307,7 @@ mod tests {
             ErrorKind::Kms,
             ErrorKind::Registry,
             ErrorKind::LimitExceeded,
+            ErrorKind::Shredded,
         ] {
             let status = status_of(kind);
             assert_ne!(status, FC_ERR_OTHER, "{kind}");

@@ -111,6 +111,14 @@ namespace Fieldcrypt
             : base(message, 11, "limit_exceeded", retryable, index) { }
     }
 
+    /// <summary>The record's data key was shredded (its data subject was erased): unreadable for
+    /// good.</summary>
+    public sealed class ShreddedException : FieldcryptException
+    {
+        public ShreddedException(string message, bool retryable = false, int? index = null)
+            : base(message, 12, "shredded", retryable, index) { }
+    }
+
     /// <summary>The library was called wrongly (NULL, invalid UTF-8, malformed packed data): a
     /// binding bug rather than a caller's.</summary>
     public sealed class InvalidArgumentException : FieldcryptException
@@ -171,6 +179,7 @@ namespace Fieldcrypt
                 case 9: return new KmsException(message, retryable, index);
                 case 10: return new RegistryException(message, retryable, index);
                 case 11: return new LimitExceededException(message, retryable, index);
+                case 12: return new ShreddedException(message, retryable, index);
                 case 100: return new InvalidArgumentException(message, retryable, index);
                 case 101: return new PanicException(message, retryable, index);
                 case 200: return new KafkaClientException(message, retryable, index);

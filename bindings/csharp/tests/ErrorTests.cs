@@ -31,7 +31,7 @@ namespace Fieldcrypt.Tests
                 new PolicyException("m"), new ConfigException("m"), new RecordException("m"), new HeaderFormatException("m"),
                 new UnsupportedVersionException("m"), new CryptoException("m"), new EncryptionKeyNotFoundException("m"),
                 new AccessDeniedException("m"), new KmsException("m"), new RegistryException("m"),
-                new LimitExceededException("m"), new InvalidArgumentException("m"), new PanicException("m"),
+                new LimitExceededException("m"), new ShreddedException("m"), new InvalidArgumentException("m"), new PanicException("m"),
                 new KafkaClientException("m"),
             };
             int[] codes = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 100, 101, 200 };

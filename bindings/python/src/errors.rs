@@ -52,9 +52,15 @@ create_exception!(
     Error,
     "A data key reached its hard usage limit and no new one could be made."
 );
+create_exception!(
+    fieldcrypt,
+    ShreddedError,
+    Error,
+    "The record's data key was shredded (its data subject was erased): unreadable for good."
+);
 
 /// Every kind this build knows, to give each class its `kind` attribute.
-const KINDS: [ErrorKind; 11] = [
+const KINDS: [ErrorKind; 12] = [
     ErrorKind::Policy,
     ErrorKind::Config,
     ErrorKind::Record,
@@ -66,6 +72,7 @@ const KINDS: [ErrorKind; 11] = [
     ErrorKind::Kms,
     ErrorKind::Registry,
     ErrorKind::LimitExceeded,
+    ErrorKind::Shredded,
 ];
 
 /// The exception class of an error kind: the one mapping from kinds to classes. A kind added to
@@ -83,6 +90,7 @@ fn exception_type(py: Python<'_>, kind: ErrorKind) -> Bound<'_, PyType> {
         ErrorKind::Kms => py.get_type::<KmsError>(),
         ErrorKind::Registry => py.get_type::<RegistryError>(),
         ErrorKind::LimitExceeded => py.get_type::<LimitExceededError>(),
+        ErrorKind::Shredded => py.get_type::<ShreddedError>(),
         _ => py.get_type::<Error>(),
     }
 }

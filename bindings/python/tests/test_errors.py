@@ -24,6 +24,7 @@ KINDS = {
     fieldcrypt.KmsError: "kms",
     fieldcrypt.RegistryError: "registry",
     fieldcrypt.LimitExceededError: "limit_exceeded",
+    fieldcrypt.ShreddedError: "shredded",
 }
 
 

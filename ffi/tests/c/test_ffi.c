@@ -169,6 +169,7 @@ static void test_version_and_status_names(void) {
                {FC_ERR_KMS, "kms"},
                {FC_ERR_REGISTRY, "registry"},
                {FC_ERR_LIMIT_EXCEEDED, "limit_exceeded"},
+               {FC_ERR_SHREDDED, "shredded"},
                {FC_ERR_INVALID_ARGUMENT, "invalid_argument"},
                {FC_ERR_PANIC, "panic"},
                {FC_ERR_OTHER, "other"},

@@ -26,6 +26,7 @@ __all__ = [
     "KmsError",
     "RegistryError",
     "LimitExceededError",
+    "ShreddedError",
     "HEADER_NAME",
     "__version__",
 ]
@@ -214,7 +215,7 @@ class Error(Exception):
     kind: str
     """The error kind's stable name: ``"policy"``, ``"config"``, ``"record"``, ``"format"``,
     ``"unsupported_version"``, ``"crypto"``, ``"key_not_found"``, ``"access_denied"``, ``"kms"``,
-    ``"registry"`` or ``"limit_exceeded"`` (each subclass has its own as a class attribute; the
+    ``"registry"``, ``"limit_exceeded"`` or ``"shredded"`` (each subclass has its own as a class attribute; the
     base class has ``"error"``)."""
     retryable: bool
     """Whether the same call may succeed later (a KMS or registry that could not be reached)."""
@@ -232,3 +233,4 @@ class AccessDeniedError(Error): ...
 class KmsError(Error): ...
 class RegistryError(Error): ...
 class LimitExceededError(Error): ...
+class ShreddedError(Error): ...

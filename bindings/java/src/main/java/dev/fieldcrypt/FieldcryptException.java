@@ -56,6 +56,7 @@ public class FieldcryptException extends RuntimeException {
             case KMS: return new KmsException(message, retryable, index);
             case REGISTRY: return new RegistryException(message, retryable, index);
             case LIMIT_EXCEEDED: return new LimitExceededException(message, retryable, index);
+            case SHREDDED: return new ShreddedException(message, retryable, index);
             case INVALID_ARGUMENT: return new InvalidArgumentException(message, retryable, index);
             case PANIC: return new PanicException(message, retryable, index);
             // OTHER and statuses newer than this binding: no class of their own.

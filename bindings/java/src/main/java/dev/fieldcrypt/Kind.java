@@ -14,6 +14,8 @@ public enum Kind {
     KMS(9, "kms"),
     REGISTRY(10, "registry"),
     LIMIT_EXCEEDED(11, "limit_exceeded"),
+    /** The record's data key was shredded (its data subject was erased). */
+    SHREDDED(12, "shredded"),
     INVALID_ARGUMENT(100, "invalid_argument"),
     PANIC(101, "panic"),
     /** An error kind of the core newer than the ABI's list ({@code FC_ERR_OTHER}). */

@@ -49,7 +49,7 @@ class ErrorsTest {
             {UnsupportedVersionException.class, Kind.UNSUPPORTED_VERSION}, {CryptoException.class, Kind.CRYPTO},
             {KeyNotFoundException.class, Kind.KEY_NOT_FOUND}, {AccessDeniedException.class, Kind.ACCESS_DENIED},
             {KmsException.class, Kind.KMS}, {RegistryException.class, Kind.REGISTRY},
-            {LimitExceededException.class, Kind.LIMIT_EXCEEDED},
+            {LimitExceededException.class, Kind.LIMIT_EXCEEDED}, {ShreddedException.class, Kind.SHREDDED},
             {InvalidArgumentException.class, Kind.INVALID_ARGUMENT}, {PanicException.class, Kind.PANIC},
         };
         for (Object[] row : table) {

@@ -1,0 +1,180 @@
+//! Per-subject keys and crypto-shredding with the file-backed key store (docs/SHREDDING.md).
+//! The same against a real broker and the Kafka key store: tests/tests/shredding.rs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fieldcrypt::header::DekLocation;
+use fieldcrypt::keystore::{FileKeyStore, KeyStore};
+use fieldcrypt::{Codec, ErrorKind, LocalKms, OwnedHeader, Policy, Record};
+
+const POLICY: &str = r#"{"fieldcrypt_policy": 1, "id": "shred-test", "revision": 1,
+  "encrypt": [
+    {"name": "per-customer", "topics": ["customers"], "fields": ["email", "card"], "key": "local://kek",
+     "subject": "customer_id"},
+    {"name": "per-key", "topics": ["events"], "fields": ["note"], "key": "local://kek", "subject": "$key"}
+  ],
+  "profiles": {"strict": {"decrypt": [{"topics": ["*"]}], "otherwise": "error"}}}"#;
+
+fn kms() -> LocalKms {
+    LocalKms::new().with_secret("kek", b"shredding tests")
+}
+
+fn store(dir: &tempdir::Dir) -> Arc<dyn KeyStore> {
+    Arc::new(FileKeyStore::open(dir.path().join("keys.jsonl"), Duration::ZERO).unwrap())
+}
+
+fn codec(store: &Arc<dyn KeyStore>, profile: Option<&str>) -> Codec {
+    let mut b = Codec::builder(Policy::from_json(POLICY).unwrap()).kms(kms()).key_store_shared(store.clone());
+    if let Some(p) = profile {
+        b = b.profile(p);
+    }
+    b.build().unwrap()
+}
+
+fn customer(i: u32) -> Vec<u8> {
+    format!(r#"{{"customer_id":"c-{i}","email":"user{i}@example.com","card":"4000-{i:04}","n":{i}}}"#).into_bytes()
+}
+
+fn encrypt(codec: &Codec, topic: &str, key: Option<&[u8]>, value: &[u8]) -> Record {
+    codec.encrypt(topic, key, Some(value), &[] as &[OwnedHeader]).unwrap()
+}
+
+fn decrypt(codec: &Codec, topic: &str, r: &Record) -> fieldcrypt::Result<Record> {
+    codec.decrypt(topic, r.key.as_deref(), r.value.as_deref(), &r.headers)
+}
+
+/// Tiny scratch directory, removed on drop (no extra dependency).
+mod tempdir {
+    pub struct Dir(std::path::PathBuf);
+    impl Dir {
+        pub fn new() -> Dir {
+            let p = std::env::temp_dir().join(format!("fieldcrypt-shred-{}-{}", std::process::id(), rand_suffix()));
+            std::fs::create_dir_all(&p).unwrap();
+            Dir(p)
+        }
+        pub fn path(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    fn rand_suffix() -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(0);
+        h.finish()
+    }
+}
+
+#[test]
+fn each_subject_has_its_own_key_held_by_reference() {
+    let dir = tempdir::Dir::new();
+    let store = store(&dir);
+    let producer = codec(&store, None);
+    let a1 = encrypt(&producer, "customers", None, &customer(1));
+    let a2 = encrypt(&producer, "customers", None, &customer(1));
+    let b = encrypt(&producer, "customers", None, &customer(2));
+    let entry = |r: &Record| {
+        let h = fieldcrypt::header::parse(r.fieldcrypt_header().unwrap()).unwrap();
+        assert!(matches!(h.keys[0].dek, DekLocation::KeyStore), "per-subject keys are held by reference");
+        h.keys[0].dek_id
+    };
+    assert_eq!(entry(&a1), entry(&a2), "one key per subject");
+    assert_ne!(entry(&a1), entry(&b), "another subject, another key");
+    assert_eq!(store.list().unwrap().len(), 2);
+    let consumer = codec(&store, None);
+    assert_eq!(decrypt(&consumer, "customers", &a1).unwrap().value.unwrap(), customer(1));
+    assert_eq!(decrypt(&consumer, "customers", &b).unwrap().value.unwrap(), customer(2));
+}
+
+/// Shred one of 1,000 customers: its records no longer decrypt, in a fresh consumer and in one
+/// that had its key cached; every other customer's still do; new records of the shredded
+/// customer get a new key.
+#[test]
+fn shredding_one_of_1000_customers() {
+    let dir = tempdir::Dir::new();
+    let store = store(&dir);
+    let producer = codec(&store, None);
+    let records: Vec<Record> = (0..1000).map(|i| encrypt(&producer, "customers", None, &customer(i))).collect();
+    let running = codec(&store, Some("strict"));
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(decrypt(&running, "customers", r).unwrap().value.unwrap(), customer(i as u32));
+    }
+
+    assert_eq!(producer.shred("c-42").unwrap(), 1);
+
+    let fresh = codec(&store, Some("strict"));
+    let lenient = codec(&store, None);
+    for consumer in [&running, &fresh] {
+        for (i, r) in records.iter().enumerate() {
+            match decrypt(consumer, "customers", r) {
+                Ok(_) => assert_ne!(i, 42, "customer 42 still decrypts"),
+                Err(e) => {
+                    assert_eq!(i, 42, "customer {i}: {e}");
+                    assert_eq!(e.kind(), ErrorKind::Shredded, "{e}");
+                }
+            }
+            if i != 42 {
+                assert_eq!(decrypt(consumer, "customers", r).unwrap().value.unwrap(), customer(i as u32));
+            }
+        }
+    }
+    // Without `otherwise: error`, the fields stay ciphertext and the record is returned.
+    let out = decrypt(&lenient, "customers", &records[42]).unwrap();
+    assert_eq!(out, records[42]);
+    let text = String::from_utf8(out.value.unwrap()).unwrap();
+    assert!(!text.contains("user42@example.com") && text.contains("\"c-42\""));
+
+    // The producer writes on for customer 42 under a new key, readable again.
+    let again = encrypt(&producer, "customers", None, &customer(42));
+    assert_eq!(decrypt(&fresh, "customers", &again).unwrap().value.unwrap(), customer(42));
+    assert_eq!(decrypt(&fresh, "customers", &records[42]).unwrap_err().kind(), ErrorKind::Shredded);
+}
+
+#[test]
+fn the_record_key_can_be_the_subject() {
+    let dir = tempdir::Dir::new();
+    let store = store(&dir);
+    let producer = codec(&store, None);
+    let r = encrypt(&producer, "events", Some(b"c-7"), br#"{"note":"called"}"#);
+    let consumer = codec(&store, Some("strict"));
+    assert_eq!(decrypt(&consumer, "events", &r).unwrap().value.unwrap(), br#"{"note":"called"}"#);
+    producer.shred("c-7").unwrap();
+    assert_eq!(decrypt(&consumer, "events", &r).unwrap_err().kind(), ErrorKind::Shredded);
+}
+
+#[test]
+fn subjects_must_be_present_and_a_store_configured() {
+    let dir = tempdir::Dir::new();
+    let store = store(&dir);
+    let producer = codec(&store, None);
+    let no_subject =
+        producer.encrypt("customers", None, Some(br#"{"email":"x@y"}"#), &[] as &[OwnedHeader]).unwrap_err();
+    assert_eq!(no_subject.kind(), ErrorKind::Record, "fail closed: {no_subject}");
+    let no_key = producer.encrypt("events", None, Some(br#"{"note":"x"}"#), &[] as &[OwnedHeader]).unwrap_err();
+    assert_eq!(no_key.kind(), ErrorKind::Record);
+    let e = Codec::builder(Policy::from_json(POLICY).unwrap()).kms(kms()).build().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    // The subject may not be one of the rule's encrypted fields.
+    let bad = POLICY.replace(r#""fields": ["email", "card"]"#, r#""fields": ["email", "customer_id"]"#);
+    assert_eq!(Policy::from_json(&bad).unwrap_err().kind(), ErrorKind::Policy);
+}
+
+#[test]
+fn a_second_process_sees_the_shred_through_the_file() {
+    let dir = tempdir::Dir::new();
+    let one = store(&dir);
+    let other: Arc<dyn KeyStore> =
+        Arc::new(FileKeyStore::open(dir.path().join("keys.jsonl"), Duration::from_millis(50)).unwrap());
+    let producer = codec(&one, None);
+    let r = encrypt(&producer, "customers", None, &customer(5));
+    let consumer = codec(&other, Some("strict"));
+    assert!(decrypt(&consumer, "customers", &r).is_ok());
+    producer.shred("c-5").unwrap();
+    std::thread::sleep(Duration::from_millis(120)); // the documented delay: the store's refresh
+    assert_eq!(decrypt(&consumer, "customers", &r).unwrap_err().kind(), ErrorKind::Shredded);
+}
