@@ -506,6 +506,32 @@ impl Codec {
         }
     }
 
+    /// Rotates a data subject's keys: stores a new DEK for it under every KEK a per-subject rule
+    /// of the policy uses. Records encrypted before still decrypt (their DEKs stay in the store
+    /// until the subject is shredded). Returns the new DEK ids.
+    pub fn rotate_subject(&self, subject: &str) -> Result<Vec<DekId>> {
+        let inner = &*self.0;
+        let store =
+            inner.key_store.as_deref().ok_or_else(|| Error::config("rotating a subject's keys needs a key store"))?;
+        let id = SubjectId::of(subject);
+        let mut done: Vec<(KekUri, Algorithm)> = Vec::new();
+        let mut ids = Vec::new();
+        for rule in inner.policy.rules().iter().filter(|r| r.subject.is_some()) {
+            let pair = (rule.key.clone(), rule.algorithm);
+            if done.contains(&pair) {
+                continue;
+            }
+            let slot = &inner.slots[&pair];
+            let kms = inner.kms.for_scheme(slot.kek.scheme())?;
+            ids.push(inner.subject_deks.rotate(slot, &id, kms, store, &inner.limits, &inner.counters)?);
+            done.push(pair);
+        }
+        if ids.is_empty() {
+            return Err(Error::config(format!("policy {:?} has no per-subject rule", inner.policy.id())));
+        }
+        Ok(ids)
+    }
+
     /// Shreds a data subject: deletes every data key the key store holds for it, so none of its
     /// records decrypts again anywhere, and forgets the keys this codec had in use. Returns how
     /// many keys were deleted. See docs/SHREDDING.md for what this does and does not guarantee.

@@ -267,46 +267,82 @@ impl SubjectDeks {
             .current(subject, slot.kek.as_str(), slot.algorithm)?
             .filter(|d| now_ms().saturating_sub(d.created_ms) < limits.dek_max_age.as_millis() as u64);
         let dek = match reuse {
-            Some(stored) => {
-                counters.kms_unwrap_calls.fetch_add(1, Ordering::Relaxed);
-                let ctx = WrapContext { dek_id: &stored.dek_id, algorithm: stored.algorithm };
-                let raw = kms.unwrap(&slot.kek, &stored.kek_version, &stored.wrapped, &ctx)?;
-                ActiveDek {
-                    dek: Arc::new(Dek::new(stored.dek_id, stored.algorithm, &raw)?),
-                    kek_version: stored.kek_version,
-                    wrapped: stored.wrapped,
-                    in_store: true,
-                    uses: AtomicU64::new(0),
-                    created: Instant::now(),
-                    max_uses: limits.dek_max_uses,
-                    max_age: limits.dek_max_age,
-                }
-            }
-            None => {
-                let mut fresh = slot.create(kms, limits, counters)?;
-                store.put(&StoredDek {
-                    dek_id: *fresh.dek.id(),
-                    subject: subject.clone(),
-                    kek: slot.kek.as_str().to_string(),
-                    kek_version: fresh.kek_version.clone(),
-                    algorithm: slot.algorithm,
-                    wrapped: fresh.wrapped.clone(),
-                    created_ms: now_ms(),
-                })?;
-                tracing::info!(
-                    target: "fieldcrypt::audit",
-                    event = "key_created",
-                    kek = %slot.kek,
-                    dek_id = %hex(fresh.dek.id()),
-                    subject = %subject,
-                );
-                fresh.in_store = true;
-                fresh
-            }
+            Some(stored) => Self::unwrapped(slot, stored, kms, limits, counters)?,
+            None => Self::stored_new(slot, subject, kms, store, limits, counters)?,
         };
         let dek = Arc::new(dek);
         active.put(key, dek.clone());
         Ok(dek)
+    }
+
+    /// Stores a new DEK for `subject` under `slot`'s KEK and makes it this producer's current
+    /// one; other producers pick it up when theirs is due for renewal. Older DEKs still decrypt.
+    pub fn rotate(
+        &self,
+        slot: &DekSlot,
+        subject: &SubjectId,
+        kms: &dyn Kms,
+        store: &dyn KeyStore,
+        limits: &Limits,
+        counters: &Counters,
+    ) -> Result<DekId> {
+        let dek = Self::stored_new(slot, subject, kms, store, limits, counters)?;
+        let id = *dek.dek.id();
+        let key = (slot.kek.as_str().to_string(), subject.clone());
+        self.active.lock().unwrap_or_else(|e| e.into_inner()).put(key, Arc::new(dek));
+        tracing::info!(target: "fieldcrypt::audit", event = "key_rotated", kek = %slot.kek, dek_id = %hex(&id), subject = %subject);
+        Ok(id)
+    }
+
+    fn unwrapped(
+        slot: &DekSlot,
+        stored: StoredDek,
+        kms: &dyn Kms,
+        limits: &Limits,
+        counters: &Counters,
+    ) -> Result<ActiveDek> {
+        counters.kms_unwrap_calls.fetch_add(1, Ordering::Relaxed);
+        let ctx = WrapContext { dek_id: &stored.dek_id, algorithm: stored.algorithm };
+        let raw = kms.unwrap(&slot.kek, &stored.kek_version, &stored.wrapped, &ctx)?;
+        Ok(ActiveDek {
+            dek: Arc::new(Dek::new(stored.dek_id, stored.algorithm, &raw)?),
+            kek_version: stored.kek_version,
+            wrapped: stored.wrapped,
+            in_store: true,
+            uses: AtomicU64::new(0),
+            created: Instant::now(),
+            max_uses: limits.dek_max_uses,
+            max_age: limits.dek_max_age,
+        })
+    }
+
+    fn stored_new(
+        slot: &DekSlot,
+        subject: &SubjectId,
+        kms: &dyn Kms,
+        store: &dyn KeyStore,
+        limits: &Limits,
+        counters: &Counters,
+    ) -> Result<ActiveDek> {
+        let mut fresh = slot.create(kms, limits, counters)?;
+        store.put(&StoredDek {
+            dek_id: *fresh.dek.id(),
+            subject: subject.clone(),
+            kek: slot.kek.as_str().to_string(),
+            kek_version: fresh.kek_version.clone(),
+            algorithm: slot.algorithm,
+            wrapped: fresh.wrapped.clone(),
+            created_ms: now_ms(),
+        })?;
+        tracing::info!(
+            target: "fieldcrypt::audit",
+            event = "key_created",
+            kek = %slot.kek,
+            dek_id = %hex(fresh.dek.id()),
+            subject = %subject,
+        );
+        fresh.in_store = true;
+        Ok(fresh)
     }
 }
 

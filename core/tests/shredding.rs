@@ -178,3 +178,22 @@ fn a_second_process_sees_the_shred_through_the_file() {
     std::thread::sleep(Duration::from_millis(120)); // the documented delay: the store's refresh
     assert_eq!(decrypt(&consumer, "customers", &r).unwrap_err().kind(), ErrorKind::Shredded);
 }
+
+#[test]
+fn rotating_a_subject_keeps_old_records_readable_until_the_shred() {
+    let dir = tempdir::Dir::new();
+    let store = store(&dir);
+    let producer = codec(&store, None);
+    let before = encrypt(&producer, "customers", None, &customer(9));
+    let new_ids = producer.rotate_subject("c-9").unwrap();
+    assert_eq!(new_ids.len(), 1, "one per-subject KEK in the policy");
+    let after = encrypt(&producer, "customers", None, &customer(9));
+    let dek = |r: &Record| fieldcrypt::header::parse(r.fieldcrypt_header().unwrap()).unwrap().keys[0].dek_id;
+    assert_ne!(dek(&before), dek(&after));
+    assert_eq!(dek(&after), new_ids[0]);
+    let consumer = codec(&store, Some("strict"));
+    assert!(decrypt(&consumer, "customers", &before).is_ok() && decrypt(&consumer, "customers", &after).is_ok());
+    assert_eq!(producer.shred("c-9").unwrap(), 2, "both keys of the subject");
+    assert_eq!(decrypt(&consumer, "customers", &before).unwrap_err().kind(), ErrorKind::Shredded);
+    assert_eq!(decrypt(&consumer, "customers", &after).unwrap_err().kind(), ErrorKind::Shredded);
+}
