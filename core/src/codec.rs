@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use base64::Engine;
 
+use crate::audit::{self, AuditEvent};
 use crate::crypto::{ct_eq, hex, random_bytes, Algorithm, Dek, DekId, GCM_NONCE_LEN, TAG_LEN};
 use crate::error::{Error, ErrorKind, Result};
 use crate::formats::json::{self, JsonScanner};
@@ -539,7 +540,7 @@ impl Codec {
         let store = self.0.key_store.as_deref().ok_or_else(|| Error::config("shred needs a key store"))?;
         let id = SubjectId::of(subject);
         let n = store.shred(&id)?;
-        tracing::info!(target: "fieldcrypt::audit", event = "subject_shredded", subject = %id, keys = n);
+        audit::emit(AuditEvent::SubjectShredded { subject: id.to_string(), keys: n });
         Ok(n)
     }
 
@@ -1134,13 +1135,11 @@ impl Codec {
                         if matches!(e.kind(), ErrorKind::KeyNotFound | ErrorKind::AccessDenied | ErrorKind::Config) =>
                     {
                         inner.cache.deny(&entry.dek_id, &entry.kek, &entry.kek_version, &e);
-                        tracing::info!(
-                            target: "fieldcrypt::audit",
-                            event = "decryption_denied",
-                            kek = entry.kek,
-                            dek_id = %hex(&entry.dek_id),
-                            reason = %e,
-                        );
+                        audit::emit(AuditEvent::DecryptionDenied {
+                            kek: entry.kek.clone(),
+                            dek_id: hex(&entry.dek_id),
+                            reason: e.to_string(),
+                        });
                         return Ok(Err(e));
                     }
                     Err(e) => return Err(e),

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use lru::LruCache;
 use sha2::Digest;
 
+use crate::audit::{self, AuditEvent};
 use crate::crypto::{hex, random_bytes, Algorithm, Dek, DekId, DEK_ID_LEN};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keystore::{now_ms, KeyLookup, KeyStore, StoredDek, SubjectId};
@@ -163,13 +164,11 @@ impl DekSlot {
             Ok(next) => Arc::new(next),
             Err(error) if error.is_retryable() => {
                 counters.kms_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    target: "fieldcrypt::audit",
-                    event = "dek_rotation_deferred",
-                    kek = %self.kek,
-                    serving_current = stand_in.is_some(),
-                    reason = %error,
-                );
+                audit::emit(AuditEvent::DekRotationDeferred {
+                    kek: self.kek.to_string(),
+                    serving_current: stand_in.is_some(),
+                    reason: error.to_string(),
+                });
                 let result = stand_in.ok_or_else(|| self.outage_error(&error));
                 *failing = Some((Instant::now() + limits.kms_retry_interval, error));
                 return result;
@@ -180,14 +179,12 @@ impl DekSlot {
             }
         };
         *failing = None;
-        tracing::info!(
-            target: "fieldcrypt::audit",
-            event = "dek_created",
-            kek = %self.kek,
-            kek_version = %next.kek_version,
-            dek_id = %hex(next.dek.id()),
-            algorithm = self.algorithm.name(),
-        );
+        audit::emit(AuditEvent::DekCreated {
+            kek: self.kek.to_string(),
+            kek_version: next.kek_version.clone(),
+            dek_id: hex(next.dek.id()),
+            algorithm: self.algorithm.name().to_string(),
+        });
         *current = Some(next.clone());
         Ok(next)
     }
@@ -290,7 +287,11 @@ impl SubjectDeks {
         let id = *dek.dek.id();
         let key = (slot.kek.as_str().to_string(), subject.clone());
         self.active.lock().unwrap_or_else(|e| e.into_inner()).put(key, Arc::new(dek));
-        tracing::info!(target: "fieldcrypt::audit", event = "key_rotated", kek = %slot.kek, dek_id = %hex(&id), subject = %subject);
+        audit::emit(AuditEvent::KeyRotated {
+            kek: slot.kek.to_string(),
+            dek_id: hex(&id),
+            subject: subject.to_string(),
+        });
         Ok(id)
     }
 
@@ -334,13 +335,11 @@ impl SubjectDeks {
             wrapped: fresh.wrapped.clone(),
             created_ms: now_ms(),
         })?;
-        tracing::info!(
-            target: "fieldcrypt::audit",
-            event = "key_created",
-            kek = %slot.kek,
-            dek_id = %hex(fresh.dek.id()),
-            subject = %subject,
-        );
+        audit::emit(AuditEvent::KeyCreated {
+            kek: slot.kek.to_string(),
+            dek_id: hex(fresh.dek.id()),
+            subject: subject.to_string(),
+        });
         fresh.in_store = true;
         Ok(fresh)
     }

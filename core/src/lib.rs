@@ -19,6 +19,7 @@
 //! # Ok::<(), fieldcrypt::Error>(())
 //! ```
 
+pub mod audit;
 mod codec;
 pub mod config;
 mod crypto;

@@ -23,6 +23,8 @@ use std::time::Duration;
 
 use rand::Rng;
 
+use crate::audit::{self, AuditEvent};
+
 use crate::codec::{Codec, HeaderView, Record};
 use crate::error::{Error, Result};
 use crate::policy::signed::{Verification, VerifiedPolicy};
@@ -84,12 +86,7 @@ impl ReloadingCodecBuilder {
                 return Err(Error::config("signed policies are required but no trusted signing key is configured"));
             }
         } else {
-            tracing::warn!(
-                target: "fieldcrypt::audit",
-                event = "policy_verification_disabled",
-                source = %self.source.describe(),
-                "policy signatures are not verified: development only",
-            );
+            audit::emit(AuditEvent::PolicyVerificationDisabled { source: self.source.describe() });
         }
         let source_name = self.source.describe();
         let shared = Shared {
@@ -293,15 +290,13 @@ impl Shared {
             Ok(codec) => codec,
             Err(e) => return Err(self.rejected(e, current.as_deref(), Some(revision))),
         };
-        tracing::info!(
-            target: "fieldcrypt::audit",
-            event = "policy_loaded",
-            policy_id = %id,
+        audit::emit(AuditEvent::PolicyLoaded {
+            policy_id: id.clone(),
             revision,
-            previous_revision = current.as_ref().map(|c| c.codec.policy().revision()),
-            signed_by = verified.signed_by().unwrap_or("(not verified)"),
-            source = %self.source_name,
-        );
+            previous_revision: current.as_ref().map(|c| c.codec.policy().revision()),
+            signed_by: verified.signed_by().map(str::to_string),
+            source: self.source_name.clone(),
+        });
         let next = Current { codec, digest: verified.digest(), signed_by: verified.signed_by().map(str::to_string) };
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(next));
         self.status.lock().unwrap_or_else(|e| e.into_inner()).loads += 1;
@@ -345,15 +340,13 @@ impl Shared {
     /// Records a rejection and returns its error.
     fn rejected(&self, error: Error, current: Option<&Current>, offered_revision: Option<u64>) -> Error {
         let policy = current.map(|c| c.codec.policy());
-        tracing::warn!(
-            target: "fieldcrypt::audit",
-            event = "policy_rejected",
-            policy_id = policy.map(Policy::id).or(self.expected_id.as_deref()).unwrap_or("(none loaded)"),
-            revision = policy.map(Policy::revision),
+        audit::emit(AuditEvent::PolicyRejected {
+            policy_id: policy.map(Policy::id).or(self.expected_id.as_deref()).map(str::to_string),
+            revision: policy.map(Policy::revision),
             offered_revision,
-            source = %self.source_name,
-            reason = %error,
-        );
+            source: self.source_name.clone(),
+            reason: error.to_string(),
+        });
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         status.rejections += 1;
         status.last_error = Some(error.clone());

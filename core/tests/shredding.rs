@@ -197,3 +197,28 @@ fn rotating_a_subject_keeps_old_records_readable_until_the_shred() {
     assert_eq!(decrypt(&consumer, "customers", &before).unwrap_err().kind(), ErrorKind::Shredded);
     assert_eq!(decrypt(&consumer, "customers", &after).unwrap_err().kind(), ErrorKind::Shredded);
 }
+
+/// Audit events reach an application's hook with ids only: the subject is hashed, no e-mail,
+/// card or key material appears.
+#[test]
+fn audit_events_reach_the_hook_without_personal_data() {
+    use std::sync::Mutex;
+    let seen: Arc<Mutex<Vec<fieldcrypt::audit::AuditEvent>>> = Arc::default();
+    let sink = seen.clone();
+    fieldcrypt::audit::set_hook(move |e| sink.lock().unwrap().push(e.clone()));
+    let dir = tempdir::Dir::new();
+    let store = store(&dir);
+    let producer = codec(&store, None);
+    encrypt(&producer, "customers", None, &customer(777));
+    producer.rotate_subject("c-777").unwrap();
+    producer.shred("c-777").unwrap();
+    fieldcrypt::audit::clear_hook();
+    let subject = fieldcrypt::keystore::SubjectId::of("c-777").to_string();
+    let ours: Vec<String> = seen.lock().unwrap().iter().map(|e| e.to_json()).filter(|j| j.contains(&subject)).collect();
+    let names: Vec<&str> = ours.iter().map(|j| j.split('"').nth(3).unwrap()).collect();
+    // A rotation stores a new key (key_created) and makes it current (key_rotated).
+    assert_eq!(names, ["key_created", "key_created", "key_rotated", "subject_shredded"], "{ours:?}");
+    for json in &ours {
+        assert!(!json.contains("c-777") && !json.contains("user777") && !json.contains("4000-0777"), "{json}");
+    }
+}
