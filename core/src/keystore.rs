@@ -109,7 +109,17 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
 struct View {
     deks: HashMap<DekId, StoredDek>,
     gone: HashSet<DekId>,
-    shredded: HashMap<SubjectId, u64>,
+    /// Per shredded subject: when, and every DEK id it ever lost (kept in the shred marker, so
+    /// the ids still read as shredded after compaction removed their tombstones).
+    shredded: HashMap<SubjectId, Shredded>,
+}
+
+/// A subject's shred marker.
+#[derive(Clone, Default, Serialize, Deserialize)]
+struct Shredded {
+    at_ms: u64,
+    #[serde(with = "hex_ids")]
+    dek_ids: Vec<DekId>,
 }
 
 /// One change to a store, as the file holds it (the topic keys the same changes by id).
@@ -117,7 +127,11 @@ struct View {
 #[serde(rename_all = "snake_case")]
 enum Change {
     Dek(StoredDek),
-    Shred { subject: SubjectId, at_ms: u64 },
+    Shred {
+        subject: SubjectId,
+        #[serde(flatten)]
+        marker: Shredded,
+    },
 }
 
 impl View {
@@ -127,12 +141,11 @@ impl View {
                 self.gone.remove(&d.dek_id);
                 self.deks.insert(d.dek_id, d);
             }
-            Change::Shred { subject, at_ms } => {
-                let ids: Vec<DekId> = self.deks.values().filter(|d| d.subject == subject).map(|d| d.dek_id).collect();
-                for id in ids {
-                    self.remove(&id);
+            Change::Shred { subject, marker } => {
+                for id in self.of_subject(&subject).iter().chain(&marker.dek_ids) {
+                    self.remove(id);
                 }
-                self.shredded.insert(subject, at_ms);
+                self.shredded.insert(subject, marker);
             }
         }
     }
@@ -144,6 +157,15 @@ impl View {
 
     fn of_subject(&self, subject: &SubjectId) -> Vec<DekId> {
         self.deks.values().filter(|d| &d.subject == subject).map(|d| d.dek_id).collect()
+    }
+
+    /// The marker for shredding `subject` now: its current DEKs and every one shredded before.
+    fn shred_marker(&self, subject: &SubjectId) -> Shredded {
+        let mut dek_ids = self.of_subject(subject);
+        if let Some(before) = self.shredded.get(subject) {
+            dek_ids.extend(before.dek_ids.iter().filter(|id| !dek_ids.contains(id)).copied().collect::<Vec<_>>());
+        }
+        Shredded { at_ms: now_ms(), dek_ids }
     }
 
     fn lookup(&self, dek_id: &DekId) -> KeyLookup {
@@ -280,8 +302,11 @@ impl KeyStore for FileKeyStore {
 
     fn shred(&self, subject: &SubjectId) -> Result<usize> {
         self.sync(true)?;
-        let n = self.state.read().unwrap_or_else(|e| e.into_inner()).view.of_subject(subject).len();
-        self.append(&Change::Shred { subject: subject.clone(), at_ms: now_ms() })?;
+        let (n, marker) = {
+            let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+            (state.view.of_subject(subject).len(), state.view.shred_marker(subject))
+        };
+        self.append(&Change::Shred { subject: subject.clone(), marker })?;
         Ok(n)
     }
 
@@ -523,7 +548,7 @@ mod kafka_store {
             {
                 let mut view = shared.view.write().unwrap_or_else(|e| e.into_inner());
                 if let Some(id) = key.strip_prefix("dek/") {
-                    match (m.payload(), parse_id(id)) {
+                    match (m.payload(), parse_hex_id(id)) {
                         (Some(v), _) => {
                             if let Ok(d) = serde_json::from_slice::<StoredDek>(v) {
                                 view.apply(Change::Dek(d));
@@ -533,24 +558,13 @@ mod kafka_store {
                         (None, None) => {}
                     }
                 } else if let Some(subject) = key.strip_prefix("shred/") {
-                    let at_ms = m
-                        .payload()
-                        .and_then(|v| serde_json::from_slice::<serde_json::Value>(v).ok())
-                        .and_then(|v| v["at_ms"].as_u64())
-                        .unwrap_or_default();
-                    view.apply(Change::Shred { subject: SubjectId(subject.to_string()), at_ms });
+                    let marker =
+                        m.payload().and_then(|v| serde_json::from_slice::<Shredded>(v).ok()).unwrap_or_default();
+                    view.apply(Change::Shred { subject: SubjectId(subject.to_string()), marker });
                 }
             }
             shared.positions.write().unwrap_or_else(|e| e.into_inner()).insert(m.partition(), m.offset());
         }
-    }
-
-    fn parse_id(text: &str) -> Option<DekId> {
-        let bytes: Vec<u8> = (0..text.len())
-            .step_by(2)
-            .map(|i| text.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-            .collect::<Option<_>>()?;
-        bytes.try_into().ok()
     }
 
     impl KeyStore for KafkaKeyStore {
@@ -578,12 +592,16 @@ mod kafka_store {
         }
 
         fn shred(&self, subject: &SubjectId) -> Result<usize> {
-            let ids = self.shared.view.read().unwrap_or_else(|e| e.into_inner()).of_subject(subject);
-            // The marker first: a consumer that sees a tombstone can already say why.
-            let at_ms = now_ms();
-            let marker =
-                serde_json::to_vec(&serde_json::json!({ "at_ms": at_ms })).map_err(|e| kafka_error("encode", e))?;
-            self.send(&format!("shred/{subject}"), Some(&marker))?;
+            let (ids, marker) = {
+                let view = self.shared.view.read().unwrap_or_else(|e| e.into_inner());
+                (view.of_subject(subject), view.shred_marker(subject))
+            };
+            // The marker first: it names the DEKs, so a consumer that sees a tombstone (or,
+            // after compaction, none) can already say why.
+            self.send(
+                &format!("shred/{subject}"),
+                Some(&serde_json::to_vec(&marker).map_err(|e| kafka_error("encode", e))?),
+            )?;
             for id in &ids {
                 self.send(&format!("dek/{}", hex(id)), None)?;
             }
@@ -591,7 +609,7 @@ mod kafka_store {
                 .view
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
-                .apply(Change::Shred { subject: subject.clone(), at_ms });
+                .apply(Change::Shred { subject: subject.clone(), marker });
             Ok(ids.len())
         }
 
@@ -608,13 +626,31 @@ mod hex_id {
     }
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<DekId, D::Error> {
         let text = String::deserialize(d)?;
-        let bytes: Vec<u8> = (0..text.len())
-            .step_by(2)
-            .map(|i| text.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-            .collect::<Option<_>>()
-            .ok_or_else(|| serde::de::Error::custom("dek_id is not hex"))?;
-        bytes.try_into().map_err(|_| serde::de::Error::custom(format!("dek_id must be {DEK_ID_LEN} bytes")))
+        super::parse_hex_id(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("dek_id must be {DEK_ID_LEN} bytes in hex")))
     }
+}
+
+mod hex_ids {
+    use super::*;
+    pub fn serialize<S: serde::Serializer>(ids: &[DekId], s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(ids.iter().map(|id| hex(id)))
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<DekId>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|t| super::parse_hex_id(t).ok_or_else(|| serde::de::Error::custom("bad dek id")))
+            .collect()
+    }
+}
+
+/// A DEK id from its hex form.
+fn parse_hex_id(text: &str) -> Option<DekId> {
+    let bytes: Vec<u8> = (0..text.len())
+        .step_by(2)
+        .map(|i| text.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect::<Option<_>>()?;
+    bytes.try_into().ok()
 }
 
 mod algorithm_name {

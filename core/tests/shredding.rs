@@ -222,3 +222,23 @@ fn audit_events_reach_the_hook_without_personal_data() {
         assert!(!json.contains("c-777") && !json.contains("user777") && !json.contains("4000-0777"), "{json}");
     }
 }
+
+/// After compaction removed a DEK's record and its tombstone, the shred marker alone still
+/// makes its id read as shredded, not unknown.
+#[test]
+fn the_shred_marker_alone_names_the_shredded_keys() {
+    let dir = tempdir::Dir::new();
+    let store = store(&dir);
+    let producer = codec(&store, None);
+    let r = encrypt(&producer, "customers", None, &customer(3));
+    producer.shred("c-3").unwrap();
+    let path = dir.path().join("keys.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let marker_only: String = text.lines().filter(|l| l.contains("\"shred\"")).map(|l| format!("{l}\n")).collect();
+    assert_eq!(marker_only.lines().count(), 1, "{text}");
+    let compacted = dir.path().join("compacted.jsonl");
+    std::fs::write(&compacted, marker_only).unwrap();
+    let after: Arc<dyn KeyStore> = Arc::new(FileKeyStore::open(&compacted, Duration::ZERO).unwrap());
+    let consumer = codec(&after, Some("strict"));
+    assert_eq!(decrypt(&consumer, "customers", &r).unwrap_err().kind(), ErrorKind::Shredded);
+}
