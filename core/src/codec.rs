@@ -193,6 +193,12 @@ impl CodecBuilder {
     }
 
     pub fn build(self) -> Result<Codec> {
+        self.build_sharing(None)
+    }
+
+    /// Builds; with `earlier`, shares its key caches, counters and, per (KEK, algorithm) the new
+    /// policy still uses, its producer data keys (see [`Codec::with_policy`]).
+    fn build_sharing(self, earlier: Option<&Inner>) -> Result<Codec> {
         self.limits.validate()?;
         let profile = match &self.profile {
             Some(name) => Some(self.policy.profile(name).cloned().ok_or_else(|| {
@@ -214,13 +220,15 @@ impl CodecBuilder {
         }
         let mut slots: HashMap<(KekUri, Algorithm), Arc<DekSlot>> = HashMap::new();
         for rule in self.policy.rules() {
+            let pair = (rule.key.clone(), rule.algorithm);
+            let kept = earlier.and_then(|e| e.slots.get(&pair).cloned());
             slots
-                .entry((rule.key.clone(), rule.algorithm))
-                .or_insert_with(|| Arc::new(DekSlot::new(rule.key.clone(), rule.algorithm)));
+                .entry(pair)
+                .or_insert_with(|| kept.unwrap_or_else(|| Arc::new(DekSlot::new(rule.key.clone(), rule.algorithm))));
         }
         Ok(Codec(Arc::new(Inner {
-            cache: DekCache::new(&self.limits),
-            subject_deks: SubjectDeks::new(&self.limits),
+            cache: earlier.map_or_else(|| Arc::new(DekCache::new(&self.limits)), |e| e.cache.clone()),
+            subject_deks: earlier.map_or_else(|| Arc::new(SubjectDeks::new(&self.limits)), |e| e.subject_deks.clone()),
             key_store: self.key_store,
             policy: self.policy,
             kms: self.kms,
@@ -236,7 +244,7 @@ impl CodecBuilder {
             last_header_scanner: Default::default(),
             last_read_header: Mutex::new(None),
             unwrap_locks: Default::default(),
-            counters: Counters::default(),
+            counters: earlier.map_or_else(Default::default, |e| e.counters.clone()),
         })))
     }
 }
@@ -263,10 +271,11 @@ struct Inner {
     unwrap_locks: [Mutex<()>; 16],
     /// Per part: the header scanner used last.
     last_header_scanner: [Mutex<Option<LastScanner>>; 2],
-    cache: DekCache,
-    subject_deks: SubjectDeks,
+    /// Shared with the codecs [`Codec::with_policy`] makes, as are `subject_deks` and `counters`.
+    cache: Arc<DekCache>,
+    subject_deks: Arc<SubjectDeks>,
     key_store: Option<Arc<dyn KeyStore>>,
-    counters: Counters,
+    counters: Arc<Counters>,
 }
 
 impl std::fmt::Debug for Codec {
@@ -505,6 +514,24 @@ impl Codec {
             validate_json_schema: false,
             key_store: None,
         }
+    }
+
+    /// A codec for `policy` with this codec's KMS clients, schema source, key store, limits and
+    /// profile, sharing its key caches and counters and, for every (KEK, algorithm) the new
+    /// policy still uses, its current data keys: a policy hot reload then costs no KMS calls for
+    /// keys in use. Fails like [`CodecBuilder::build`] (e.g. the profile is not in `policy`).
+    pub fn with_policy(&self, policy: Policy) -> Result<Codec> {
+        let inner = &*self.0;
+        CodecBuilder {
+            policy,
+            kms: inner.kms.clone(),
+            profile: inner.profile.as_ref().map(|p| p.name.clone()),
+            limits: inner.limits.clone(),
+            schemas: inner.schemas.clone(),
+            validate_json_schema: inner.validate_json_schema,
+            key_store: inner.key_store.clone(),
+        }
+        .build_sharing(Some(inner))
     }
 
     /// Rotates a data subject's keys: stores a new DEK for it under every KEK a per-subject rule

@@ -75,8 +75,10 @@ impl ReloadingCodecBuilder {
         self
     }
 
-    /// Loads the policy (fails if that is not possible) and starts polling. `factory` is called
-    /// with each accepted policy; its error rejects that policy.
+    /// Loads the policy (fails if that is not possible) and starts polling. `factory` makes the
+    /// codec of the first policy; each later one is `Codec::with_policy` of the current codec
+    /// (same KMS clients, caches and data keys). A codec that cannot be made for a policy (its
+    /// profile is not in it, say) rejects that policy.
     pub fn build(self, factory: impl Fn(Policy) -> Result<Codec> + Send + Sync + 'static) -> Result<ReloadingCodec> {
         if self.interval.is_some_and(|i| i.is_zero()) {
             return Err(Error::config("the policy reload interval must be greater than zero"));
@@ -286,7 +288,14 @@ impl Shared {
         };
         let Some(verified) = verified else { return Ok(Reload::Unchanged) };
         let (id, revision) = (verified.policy().id().to_string(), verified.policy().revision());
-        let codec = match (self.factory)(verified.policy().clone()) {
+        // The first policy goes through the application's factory; later ones keep that codec's
+        // KMS clients, caches and data keys (`Codec::with_policy`), so a reload costs no KMS calls
+        // for keys in use.
+        let made = match current.as_deref() {
+            None => (self.factory)(verified.policy().clone()),
+            Some(c) => c.codec.with_policy(verified.policy().clone()),
+        };
+        let codec = match made {
             Ok(codec) => codec,
             Err(e) => return Err(self.rejected(e, current.as_deref(), Some(revision))),
         };

@@ -157,3 +157,38 @@ fn consumer_keeps_decrypting_cached_deks_while_the_kms_is_down() {
     let e = decrypt(&consumer, "customers", &other).unwrap_err();
     assert!(e.kind() == ErrorKind::Kms && e.is_retryable(), "{e}");
 }
+
+/// A policy reload through `Codec::with_policy` keeps the data keys in use, the consumer's key
+/// cache and the counters: no KMS call for keys already in use; the new revision is in force.
+#[test]
+fn a_new_policy_revision_keeps_keys_caches_and_counters() {
+    let kms = std::sync::Arc::new(fieldcrypt::LocalKms::new().with_secret("demo-kek", b"reload"));
+    let v1 = fieldcrypt::Policy::from_json(
+        r#"{"fieldcrypt_policy": 1, "id": "reload", "revision": 1,
+            "encrypt": [{"name": "r", "topics": ["t"], "fields": ["password"], "key": "local://demo-kek"}]}"#,
+    )
+    .unwrap();
+    let v2 = fieldcrypt::Policy::from_json(
+        r#"{"fieldcrypt_policy": 1, "id": "reload", "revision": 2,
+            "encrypt": [{"name": "r", "topics": ["t"], "fields": ["password", "visa"], "key": "local://demo-kek"}]}"#,
+    )
+    .unwrap();
+    let one = fieldcrypt::Codec::builder(v1).kms_shared(kms).build().unwrap();
+    let record = br#"{"password":"pw","visa":"4111"}"#;
+    let none: &[fieldcrypt::OwnedHeader] = &[];
+    let a = one.encrypt("t", None, Some(record), none).unwrap();
+    let two = one.with_policy(v2).unwrap();
+    let b = two.encrypt("t", None, Some(record), none).unwrap();
+    let header = |r: &fieldcrypt::Record| {
+        fieldcrypt::header::parse(r.fieldcrypt_header().unwrap())
+            .map(|h| (h.policy_revision, h.keys[0].dek_id, h.keys[0].fields.len()))
+            .unwrap()
+    };
+    let (rev_a, dek_a, fields_a) = header(&a);
+    let (rev_b, dek_b, fields_b) = header(&b);
+    assert_eq!((rev_a, fields_a, rev_b, fields_b), (1, 1, 2, 2), "revision 2 encrypts visa too");
+    assert_eq!(dek_a, dek_b, "the producer's data key carried over");
+    assert_eq!(two.stats().kms_wrap_calls, 1, "one wrap in all");
+    assert_eq!(two.stats().records_encrypted, 2, "counters carried over");
+    assert_eq!(two.decrypt("t", None, a.value.as_deref(), &a.headers).unwrap().value.as_deref(), Some(&record[..]));
+}
