@@ -37,6 +37,22 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind this build has, for bindings that map each to a type of their own.
+    pub const ALL: [ErrorKind; 12] = [
+        ErrorKind::Policy,
+        ErrorKind::Config,
+        ErrorKind::Record,
+        ErrorKind::Format,
+        ErrorKind::UnsupportedVersion,
+        ErrorKind::Crypto,
+        ErrorKind::KeyNotFound,
+        ErrorKind::AccessDenied,
+        ErrorKind::Kms,
+        ErrorKind::Registry,
+        ErrorKind::LimitExceeded,
+        ErrorKind::Shredded,
+    ];
+
     /// A stable, lower-case name for the kind, shared by every binding and the test vectors.
     pub fn as_str(self) -> &'static str {
         match self {

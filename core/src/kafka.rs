@@ -147,3 +147,68 @@ impl EncryptingProducer {
         self.producer.send(encrypted.future_record(), queue_timeout).await.map_err(|(e, _)| SendError::Kafka(e))
     }
 }
+
+/// Waits for an rdkafka future without an async runtime: rdkafka completes admin and delivery
+/// futures from its own threads, so parking until woken is all it takes.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        // A timeout, not a bare park: a wake-up that raced the poll is never lost for long.
+        std::thread::park_timeout(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A producer context that remembers the first failed delivery since it was last asked, for
+/// producers that wait for each acknowledgement themselves (key store, test aids).
+#[derive(Default)]
+pub struct DeliveryReports {
+    failed: std::sync::Mutex<Option<String>>,
+}
+
+impl DeliveryReports {
+    /// The first delivery failure since the last call, if any.
+    pub fn take_failure(&self) -> Option<String> {
+        self.failed.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+impl rdkafka::ClientContext for DeliveryReports {}
+
+impl rdkafka::producer::ProducerContext for DeliveryReports {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.failed.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| e.to_string());
+        }
+    }
+}
+
+/// Waits until `producer` has no record in flight, serving its delivery reports itself (a
+/// short poll, where `flush` polls in 100 ms steps), then reports the first failed delivery.
+pub fn wait_for_delivery(
+    producer: &rdkafka::producer::BaseProducer<DeliveryReports>,
+    timeout: std::time::Duration,
+) -> std::result::Result<(), String> {
+    use rdkafka::producer::Producer;
+    let deadline = std::time::Instant::now() + timeout;
+    while producer.in_flight_count() > 0 {
+        if std::time::Instant::now() > deadline {
+            return Err("no acknowledgement from the broker in time".into());
+        }
+        producer.poll(std::time::Duration::from_millis(2));
+    }
+    producer.context().take_failure().map_or(Ok(()), Err)
+}

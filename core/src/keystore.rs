@@ -334,28 +334,12 @@ mod kafka_store {
     use rdkafka::config::ClientConfig;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::Message;
-    use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-    use rdkafka::ClientContext;
+    use rdkafka::producer::{BaseProducer, BaseRecord};
+
+    use crate::kafka::{block_on, wait_for_delivery, DeliveryReports};
     use rdkafka::{Offset, TopicPartitionList};
 
     use super::*;
-
-    /// Remembers the first failed delivery since it was last asked.
-    #[derive(Default)]
-    struct DeliveryReports {
-        failed: Mutex<Option<String>>,
-    }
-
-    impl ClientContext for DeliveryReports {}
-
-    impl ProducerContext for DeliveryReports {
-        type DeliveryOpaque = ();
-        fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-            if let Err((e, _)) = result {
-                self.failed.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| e.to_string());
-            }
-        }
-    }
 
     /// The default name of the key topic.
     pub const DEFAULT_TOPIC: &str = "_fieldcrypt_keys";
@@ -481,18 +465,7 @@ mod kafka_store {
                 record = record.payload(v);
             }
             self.producer.send(record).map_err(|(e, _)| kafka_error("send", e))?;
-            // Wait for the acknowledgement polling briefly: `flush` polls in 100 ms steps.
-            let deadline = Instant::now() + self.timeout;
-            while self.producer.in_flight_count() > 0 {
-                if Instant::now() > deadline {
-                    return Err(kafka_error("send", "no acknowledgement from the broker in time"));
-                }
-                self.producer.poll(Duration::from_millis(2));
-            }
-            match self.producer.context().failed.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                Some(e) => Err(kafka_error("delivery", e)),
-                None => Ok(()),
-            }
+            wait_for_delivery(&self.producer, self.timeout).map_err(|e| kafka_error("delivery", e))
         }
     }
 
@@ -509,8 +482,7 @@ mod kafka_store {
         let admin: AdminClient<DefaultClientContext> = config.create().map_err(|e| kafka_error("admin", e))?;
         let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
         let options = AdminOptions::new().operation_timeout(Some(timeout));
-        let done =
-            futures_lite_block_on(admin.create_topics([&new], &options)).map_err(|e| kafka_error("create topic", e))?;
+        let done = block_on(admin.create_topics([&new], &options)).map_err(|e| kafka_error("create topic", e))?;
         for result in done {
             match result {
                 Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -518,27 +490,6 @@ mod kafka_store {
             }
         }
         Ok(())
-    }
-
-    /// Waits for an rdkafka future without an async runtime (rdkafka completes it from its own
-    /// thread).
-    fn futures_lite_block_on<F: std::future::Future>(future: F) -> F::Output {
-        use std::task::{Context, Poll, Wake, Waker};
-        struct Unpark(std::thread::Thread);
-        impl Wake for Unpark {
-            fn wake(self: Arc<Self>) {
-                self.0.unpark();
-            }
-        }
-        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-        let mut cx = Context::from_waker(&waker);
-        let mut future = std::pin::pin!(future);
-        loop {
-            if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-                return out;
-            }
-            std::thread::park_timeout(Duration::from_millis(50));
-        }
     }
 
     fn follow(consumer: &BaseConsumer, shared: &Shared) {

@@ -295,20 +295,7 @@ mod tests {
 
     #[test]
     fn status_names_are_the_core_kind_names() {
-        for kind in [
-            ErrorKind::Policy,
-            ErrorKind::Config,
-            ErrorKind::Record,
-            ErrorKind::Format,
-            ErrorKind::UnsupportedVersion,
-            ErrorKind::Crypto,
-            ErrorKind::KeyNotFound,
-            ErrorKind::AccessDenied,
-            ErrorKind::Kms,
-            ErrorKind::Registry,
-            ErrorKind::LimitExceeded,
-            ErrorKind::Shredded,
-        ] {
+        for kind in ErrorKind::ALL {
             let status = status_of(kind);
             assert_ne!(status, FC_ERR_OTHER, "{kind}");
             assert_eq!(status_name(status).to_str().unwrap(), kind.as_str());

@@ -59,22 +59,6 @@ create_exception!(
     "The record's data key was shredded (its data subject was erased): unreadable for good."
 );
 
-/// Every kind this build knows, to give each class its `kind` attribute.
-const KINDS: [ErrorKind; 12] = [
-    ErrorKind::Policy,
-    ErrorKind::Config,
-    ErrorKind::Record,
-    ErrorKind::Format,
-    ErrorKind::UnsupportedVersion,
-    ErrorKind::Crypto,
-    ErrorKind::KeyNotFound,
-    ErrorKind::AccessDenied,
-    ErrorKind::Kms,
-    ErrorKind::Registry,
-    ErrorKind::LimitExceeded,
-    ErrorKind::Shredded,
-];
-
 /// The exception class of an error kind: the one mapping from kinds to classes. A kind added to
 /// the core later raises the base class (with its `kind` name) until it gets a class here.
 fn exception_type(py: Python<'_>, kind: ErrorKind) -> Bound<'_, PyType> {
@@ -127,7 +111,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     base.setattr("retryable", false)?;
     base.setattr("index", py.None())?;
     m.add("Error", base)?;
-    for kind in KINDS {
+    for kind in ErrorKind::ALL {
         let class = exception_type(py, kind);
         class.setattr("kind", kind.as_str())?;
         m.add(class.name()?, class)?;

@@ -6,16 +6,15 @@
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)]
 
-use std::sync::Mutex;
 use std::time::Duration;
 
+use fieldcrypt::kafka::DeliveryReports;
 use fieldcrypt_ffi::packed::{self, RecordRef};
 use fieldcrypt_ffi::{bytes, fc_buf, fc_error, guard, put, text, Failure, FC_ERR_KAFKA};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::ClientContext;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 fn kafka_failure(what: &str, e: impl std::fmt::Display) -> Failure {
     Failure { status: FC_ERR_KAFKA, retryable: false, index: -1, message: format!("kafka: {what}: {e}") }
@@ -38,26 +37,9 @@ unsafe fn client_config(config: *const u8, config_len: usize) -> Result<ClientCo
     Ok(config)
 }
 
-/// Remembers the first failed delivery since it was last asked.
-#[derive(Default)]
-struct DeliveryReports {
-    failed: Mutex<Option<String>>,
-}
-
-impl ClientContext for DeliveryReports {}
-
-impl ProducerContext for DeliveryReports {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, _)) = result {
-            self.failed.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| e.to_string());
-        }
-    }
-}
-
 /// A producer. Thread-safe. Made by `fc_kafka_producer_new`, freed by `fc_kafka_producer_free`.
 pub struct fc_kafka_producer {
-    producer: ThreadedProducer<DeliveryReports>,
+    producer: BaseProducer<DeliveryReports>,
 }
 
 /// A consumer subscribed to its topics. Made by `fc_kafka_consumer_new`, freed by
@@ -115,11 +97,7 @@ pub unsafe extern "C" fn fc_kafka_produce(
         }
         p.producer.send(r).map_err(|(e, _)| kafka_failure("send", e))?;
         let timeout = Duration::from_millis(timeout_ms.max(0) as u64);
-        p.producer.flush(timeout).map_err(|e| kafka_failure("waiting for the broker", e))?;
-        match p.producer.context().failed.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            Some(e) => Err(kafka_failure("delivery", e)),
-            None => Ok(()),
-        }
+        fieldcrypt::kafka::wait_for_delivery(&p.producer, timeout).map_err(|e| kafka_failure("delivery", e))
     })
 }
 

@@ -88,35 +88,12 @@ fn produce(args: &Args, spec: &Spec) -> Result<(), String> {
                 record = record.payload(v);
             }
             let delivery = producer.send_result(record).map_err(|(e, _)| format!("{topic}: send: {e}"))?;
-            futures_block_on(delivery)
+            fieldcrypt::kafka::block_on(delivery)
                 .map_err(|_| format!("{topic}: delivery canceled"))?
                 .map_err(|(e, _)| format!("{topic}: delivery: {e}"))?;
         }
     }
     Ok(())
-}
-
-/// Waits for a delivery future without an async runtime: rdkafka completes it from its own
-/// thread, so a spin with short sleeps is enough for a test peer.
-fn futures_block_on<F: std::future::Future>(future: F) -> F::Output {
-    use std::pin::pin;
-    use std::sync::Arc;
-    use std::task::{Context, Poll, Wake, Waker};
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut future = pin!(future);
-    loop {
-        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-            return out;
-        }
-        std::thread::park_timeout(Duration::from_millis(50));
-    }
 }
 
 fn consume(args: &Args, spec: &Spec) -> Result<(), String> {

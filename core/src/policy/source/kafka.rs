@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
@@ -19,6 +19,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::{Fetched, PolicySource, MAX_POLICY_DOCUMENT};
 use crate::error::{Error, ErrorKind, Result};
+use crate::kafka::block_on;
 use crate::policy::signed::SignedPolicy;
 use crate::policy::Policy;
 
@@ -336,27 +337,5 @@ impl PolicyPublisher {
             policy_id: policy.id().to_string(),
             revision: policy.revision(),
         })
-    }
-}
-
-/// Waits for an rdkafka future without an async runtime: rdkafka completes admin and delivery
-/// futures from its own threads, so parking until woken is all it takes.
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    use std::task::{Context, Poll, Wake, Waker};
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-            return out;
-        }
-        // A timeout, not a bare park: a wake-up that raced the poll is never lost for long.
-        std::thread::park_timeout(Duration::from_millis(50));
     }
 }
