@@ -1,165 +1,133 @@
-//! `fieldcrypt` — the command-line tool. Records travel as JSON lines so any language or shell
-//! can pipe them: `{"key": B64|null, "value": B64|null, "headers": [["name", B64|null], ...]}`
-//! (B64 = standard Base64 of the raw bytes).
+//! `fieldcrypt` — the command-line tool: policies (validate, sign, publish), the key store
+//! (list, shred, rotate), `inspect` of records' fieldcrypt headers on a topic, and `encrypt` /
+//! `decrypt` of records as JSON lines (or of a topic). Reference: docs/CLI.md.
 //!
-//! Exit codes: 0 success; 1 a record failed (the error is printed, processing stops, nothing
-//! is written for that record); 2 bad usage or configuration.
+//! Errors are printed as `fieldcrypt: <message>` on stderr (never values or key material);
+//! exit codes are in [`fail`].
 
-use std::io::{BufRead, BufWriter, Write};
+mod fail;
+mod inspect;
+mod keys_cmd;
+mod policy_cmd;
+mod progress;
+mod records;
+mod topic;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
-use clap::{Args, Parser, Subcommand};
-use fieldcrypt::registry::{RegistryConfig, SchemaRegistry};
-use fieldcrypt::{Codec, LocalKms, OwnedHeader, Policy};
-use serde::{Deserialize, Serialize};
+use clap::{Parser, Subcommand};
 
-#[derive(Parser)]
-#[command(name = "fieldcrypt", version, about = "Field-level encryption for Kafka records")]
-struct Cli {
+use crate::fail::{Outcome, EXIT_CODES_HELP};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "fieldcrypt",
+    version,
+    about = "Field-level encryption for Kafka records: policies, keys, inspection, encryption",
+    long_about = "Field-level encryption for Kafka records.\n\n\
+        Sign and publish the security team's policies, manage per-subject data keys (rotate, \
+        crypto-shred), look at the fieldcrypt headers of a topic's records without decrypting \
+        them, and encrypt or decrypt records (JSON lines on stdin, or a topic).",
+    after_help = EXIT_CODES_HELP,
+    after_long_help = concat!(
+        "Examples:\n",
+        "  fieldcrypt policy keygen --out sec.pem --public-out sec.pub\n",
+        "  fieldcrypt policy sign policy.json --key sec.pem --key-id sec-2026 --out signed.json\n",
+        "  fieldcrypt policy publish signed.json --bootstrap kafka-1:9092\n",
+        "  fieldcrypt inspect --bootstrap kafka-1:9092 --topic customers --from-beginning --max 10\n",
+        "  fieldcrypt keys shred cust-42 --store kafka:kafka-1:9092 --yes\n\n",
+        "Exit codes:\n",
+        "  0  success\n",
+        "  1  a record or an operation failed (the error is printed on stderr)\n",
+        "  2  bad usage or configuration (arguments, files, policy or configuration document)\n",
+        "  3  verification failed: a policy signature does not verify, or the document is not signed\n",
+        "  4  Kafka or the KMS could not be reached (retryable)\n\n",
+        "Reference: docs/CLI.md"
+    ),
+    propagate_version = true
+)]
+pub struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Subcommand)]
+#[derive(Subcommand, Debug)]
 enum Command {
     /// Encrypt records read as JSON lines on stdin; write them to stdout.
-    Encrypt(CodecArgs),
-    /// Decrypt records read as JSON lines on stdin; write them to stdout.
-    Decrypt {
-        #[command(flatten)]
-        codec: CodecArgs,
-        /// Decrypt as this profile of the policy (default: every field the keys allow).
-        #[arg(long)]
-        profile: Option<String>,
-    },
-    /// Check a policy file; print its rules and profiles.
+    #[command(after_help = concat!(
+        "Records are JSON lines: {\"key\": B64|null, \"value\": B64|null, \"headers\": [[\"name\", B64|null], ...]}\n",
+        "(B64 = standard Base64 of the raw bytes). Processing stops at the first record that fails.\n\n",
+        "Examples:\n",
+        "  fieldcrypt encrypt --policy policy.json --topic customers --local-keys keys.json < in.jsonl > out.jsonl\n",
+        "  fieldcrypt encrypt --policy policy.json --topic customers --config fieldcrypt.json < in.jsonl\n\n",
+        "Exit codes: 0 ok, 1 a record failed, 2 usage/configuration, 4 KMS or registry unreachable"
+    ))]
+    Encrypt(records::EncryptArgs),
+    /// Decrypt records: JSON lines from stdin, or a topic consumed with --bootstrap.
+    #[command(after_help = concat!(
+        "Without --bootstrap, records are read as JSON lines on stdin and written the same way\n",
+        "(see `fieldcrypt encrypt --help`); processing stops at the first record that fails.\n\n",
+        "With --bootstrap, --topic is consumed (no consumer group offsets are committed) and each\n",
+        "record is printed as {\"partition\", \"offset\", \"timestamp_ms\", \"key\", \"value\"}: key and value\n",
+        "as JSON when they parse as JSON, else as \"key_base64\" / \"value_base64\". A record that does not decrypt\n",
+        "is printed as {\"partition\", \"offset\", \"error\": {\"kind\", \"message\"}}; the exit code is then 1.\n\n",
+        "Examples:\n",
+        "  fieldcrypt decrypt --policy policy.json --topic customers --local-keys keys.json < sealed.jsonl\n",
+        "  fieldcrypt decrypt --bootstrap kafka-1:9092 --topic customers --from-beginning --max 100 \\\n",
+        "      --policy policy.json --config consumer.json --profile support\n\n",
+        "Exit codes: 0 ok, 1 a record failed, 2 usage/configuration, 4 Kafka, KMS or registry unreachable"
+    ))]
+    Decrypt(records::DecryptArgs),
+    /// Validate, sign and publish policies; generate signing keys.
+    #[command(subcommand)]
+    Policy(policy_cmd::PolicyCommand),
+    /// List, rotate and shred the per-subject data keys of a key store.
+    #[command(subcommand)]
+    Keys(keys_cmd::KeysCommand),
+    /// Show the fieldcrypt headers of a topic's records (policy, keys, fields), without decrypting.
+    #[command(after_help = concat!(
+        "Prints one JSON line per record: {\"partition\", \"offset\", \"timestamp_ms\", \"policy\": {\"id\",\n",
+        "\"revision\"}, \"keys\": [{\"algorithm\", \"dek_id\", \"kek\", \"kek_version\", \"dek\": \"inline\"|\"key_store\",\n",
+        "\"fields\": [{\"part\", \"path\"}]}]}; {\"fieldcrypt\": null} for a record without a fieldcrypt header.\n",
+        "Nothing is decrypted and no key or value is read: no KMS access is needed.\n\n",
+        "Examples:\n",
+        "  fieldcrypt inspect --bootstrap kafka-1:9092 --topic customers --from-beginning --max 20\n",
+        "  fieldcrypt inspect --bootstrap kafka-1:9092 --topic customers      # new records, until Ctrl-C\n\n",
+        "Exit codes: 0 ok, 1 a header is malformed or the topic does not exist, 2 usage, 4 Kafka unreachable"
+    ))]
+    Inspect(inspect::InspectArgs),
+    /// Check a policy file (same as `fieldcrypt policy validate`).
+    #[command(hide = true)]
     Validate {
         /// The policy file (JSON).
         policy: PathBuf,
     },
 }
 
-#[derive(Args)]
-struct CodecArgs {
-    /// The policy file (JSON).
-    #[arg(long)]
-    policy: PathBuf,
-    /// The topic the records belong to.
-    #[arg(long)]
-    topic: String,
-    /// A local key file (development only: local://NAME keys).
-    #[arg(long)]
-    local_keys: Option<PathBuf>,
-    /// Schema Registry base URL (Confluent-compatible API) for framed Avro/Protobuf/JSON Schema.
-    #[arg(long)]
-    registry: Option<String>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Line {
-    key: Option<String>,
-    value: Option<String>,
-    #[serde(default)]
-    headers: Vec<(String, Option<String>)>,
-}
-
-fn build(args: &CodecArgs, profile: Option<&str>) -> Result<Codec, fieldcrypt::Error> {
-    let mut b = Codec::builder(Policy::from_file(&args.policy)?);
-    if let Some(keys) = &args.local_keys {
-        b = b.kms(LocalKms::from_file(keys)?);
-    }
-    if let Some(url) = &args.registry {
-        b = b.schemas(SchemaRegistry::new(RegistryConfig::new(url.clone()))?);
-    }
-    if let Some(p) = profile {
-        b = b.profile(p);
-    }
-    b.build()
-}
-
-fn decode(field: &str, v: &Option<String>) -> Result<Option<Vec<u8>>, String> {
-    v.as_ref().map(|s| B64.decode(s).map_err(|_| format!("`{field}` is not Base64"))).transpose()
-}
-
-fn run(codec: &Codec, topic: &str, encrypt: bool) -> Result<(), String> {
-    let stdin = std::io::stdin().lock();
-    let mut out = BufWriter::new(std::io::stdout().lock());
-    for (n, line) in stdin.lines().enumerate() {
-        let line = line.map_err(|e| format!("reading stdin: {e}"))?;
-        if line.trim().is_empty() {
-            continue;
+fn run(cli: &Cli) -> Outcome {
+    match &cli.command {
+        Command::Encrypt(args) => records::encrypt(args),
+        Command::Decrypt(args) => records::decrypt(args),
+        Command::Policy(c) => policy_cmd::run(c),
+        Command::Keys(c) => keys_cmd::run(c),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Validate { policy } => {
+            policy_cmd::run(&policy_cmd::PolicyCommand::Validate { file: policy.clone(), trust: Vec::new() })
         }
-        let at = |e: String| format!("line {}: {e}", n + 1);
-        let rec: Line = serde_json::from_str(&line).map_err(|e| at(format!("not a record line ({e})")))?;
-        let key = decode("key", &rec.key).map_err(at)?;
-        let value = decode("value", &rec.value).map_err(at)?;
-        let mut headers = Vec::with_capacity(rec.headers.len());
-        for (name, v) in &rec.headers {
-            headers.push(OwnedHeader { name: name.clone(), value: decode("headers", v).map_err(at)? });
-        }
-        let result = if encrypt {
-            codec.encrypt(topic, key.as_deref(), value.as_deref(), &headers)
-        } else {
-            codec.decrypt(topic, key.as_deref(), value.as_deref(), &headers)
-        };
-        let r = result.map_err(|e| at(e.to_string()))?;
-        let line = Line {
-            key: r.key.map(|k| B64.encode(k)),
-            value: r.value.map(|v| B64.encode(v)),
-            headers: r.headers.into_iter().map(|h| (h.name, h.value.map(|v| B64.encode(v)))).collect(),
-        };
-        serde_json::to_writer(&mut out, &line).map_err(|e| e.to_string())?;
-        out.write_all(b"\n").map_err(|e| e.to_string())?;
     }
-    out.flush().map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (args, profile, encrypt) = match &cli.command {
-        Command::Encrypt(args) => (args, None, true),
-        Command::Decrypt { codec, profile } => (codec, profile.as_deref(), false),
-        Command::Validate { policy } => {
-            return match Policy::from_file(policy) {
-                Ok(p) => {
-                    println!("policy {:?} revision {}: valid", p.id(), p.revision());
-                    for r in p.rules() {
-                        let fields: Vec<&str> = r.fields.iter().map(|f| f.as_str()).collect();
-                        println!(
-                            "  rule {:?}: fields {fields:?} tags {:?} key {} {}",
-                            r.name,
-                            r.tags,
-                            r.key,
-                            r.algorithm.name()
-                        );
-                    }
-                    for name in p.profile_names() {
-                        println!("  profile {name:?}");
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("fieldcrypt: {e}");
-                    ExitCode::from(1)
-                }
-            };
-        }
-    };
-    let codec = match build(args, profile) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("fieldcrypt: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&codec, &args.topic, encrypt) {
+    match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("fieldcrypt: {e}");
-            ExitCode::from(1)
+        Err(f) => {
+            eprintln!("fieldcrypt: {f}");
+            ExitCode::from(f.code)
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
