@@ -565,10 +565,7 @@ impl Codec {
     /// many keys were deleted. See docs/SHREDDING.md for what this does and does not guarantee.
     pub fn shred(&self, subject: &str) -> Result<usize> {
         let store = self.0.key_store.as_deref().ok_or_else(|| Error::config("shred needs a key store"))?;
-        let id = SubjectId::of(subject);
-        let n = store.shred(&id)?;
-        audit::emit(AuditEvent::SubjectShredded { subject: id.to_string(), keys: n });
-        Ok(n)
+        crate::keystore::shred(store, &SubjectId::of(subject))
     }
 
     pub fn policy(&self) -> &Policy {

@@ -87,6 +87,14 @@ pub enum KeyLookup {
     Unknown,
 }
 
+/// Shreds a data subject in `store` (see [`KeyStore::shred`]) and records the audit event:
+/// the one way every caller shreds, the codec and the CLI alike.
+pub fn shred(store: &dyn KeyStore, subject: &SubjectId) -> Result<usize> {
+    let keys = store.shred(subject)?;
+    crate::audit::emit(crate::audit::AuditEvent::SubjectShredded { subject: subject.to_string(), keys });
+    Ok(keys)
+}
+
 /// Where data keys held by reference live. Implementations are shared by every codec of a
 /// process and must be cheap to query: the codec asks on every record that uses a stored key,
 /// so that a shred takes effect without waiting for any cache.

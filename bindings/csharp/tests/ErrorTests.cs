@@ -34,7 +34,7 @@ namespace Fieldcrypt.Tests
                 new LimitExceededException("m"), new ShreddedException("m"), new InvalidArgumentException("m"), new PanicException("m"),
                 new KafkaClientException("m"),
             };
-            int[] codes = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 100, 101, 200 };
+            int[] codes = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 100, 101, 200 };
             for (int i = 0; i < codes.Length; i++)
             {
                 // The kind names are the library's (fc_status_name).
