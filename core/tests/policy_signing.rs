@@ -351,82 +351,50 @@ fn the_background_thread_polls_and_stops_on_drop() {
     assert_eq!(fetches.load(Ordering::SeqCst), after, "no fetch after drop");
 }
 
+/// Audit events through the application hook (a `tracing` subscriber gets the same events; a
+/// hook is what tests can check without racing other tests' subscribers).
 #[test]
 fn reload_events_are_audited_without_policy_text() {
+    use fieldcrypt::audit::{self, AuditEvent};
+    struct Named(MemorySource);
+    impl PolicySource for Named {
+        fn fetch(&self) -> fieldcrypt::Result<Fetched> {
+            self.0.fetch()
+        }
+        fn describe(&self) -> String {
+            "audit-test source".into()
+        }
+    }
     let key = SigningKey::generate().unwrap();
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let subscriber = audit::Recorder(events.clone());
-    tracing::subscriber::with_default(subscriber, || {
-        let source = MemorySource::new(signed(1, &["email"], "k1", &key));
-        let codec = reloading(source.clone(), &key);
-        source.set(tampered(&signed(2, &["email"], "k1", &key), |t| t.replace("email", "phone")));
-        codec.reload_now().unwrap_err();
-        source.set(signed(2, &["phone"], "k1", &key));
-        codec.reload_now().unwrap();
+    let events: Arc<Mutex<Vec<AuditEvent>>> = Arc::default();
+    let sink = events.clone();
+    audit::set_hook(move |e| {
+        if e.to_json().contains("audit-test source") {
+            sink.lock().unwrap().push(e.clone());
+        }
     });
-    // Other audit events (the local KMS's development warning) are not about policies.
-    let events: Vec<audit::Fields> = events
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|e| e.get("event").is_some_and(|e| e.starts_with("policy_")))
-        .cloned()
-        .collect();
-    let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str()).collect();
-    assert_eq!(kinds, ["policy_loaded", "policy_rejected", "policy_loaded"], "{events:?}");
-    assert_eq!(events[0]["policy_id"], "acme");
-    assert_eq!(events[0]["revision"], "1");
-    assert_eq!(events[0]["signed_by"], "k1");
-    assert_eq!(events[1]["revision"], "1");
-    assert!(events[1]["reason"].contains("does not verify"));
-    assert_eq!(events[2]["revision"], "2");
-    for event in events.iter() {
-        let all = format!("{event:?}");
+    let source = MemorySource::new(signed(1, &["email"], "k1", &key));
+    let codec = ReloadingCodec::builder(Named(source.clone()), Verification::Required(verifier("k1", &key)))
+        .manual()
+        .build(factory)
+        .unwrap();
+    source.set(tampered(&signed(2, &["email"], "k1", &key), |t| t.replace("email", "phone")));
+    codec.reload_now().unwrap_err();
+    source.set(signed(2, &["phone"], "k1", &key));
+    codec.reload_now().unwrap();
+    audit::clear_hook();
+    let events = events.lock().unwrap().clone();
+    let names: Vec<&str> = events.iter().map(AuditEvent::name).collect();
+    assert_eq!(names, ["policy_loaded", "policy_rejected", "policy_loaded"], "{events:?}");
+    assert!(matches!(&events[0], AuditEvent::PolicyLoaded { policy_id, revision: 1, signed_by: Some(k), .. }
+        if policy_id == "acme" && k == "k1"));
+    assert!(
+        matches!(&events[1], AuditEvent::PolicyRejected { revision: Some(1), reason, .. } if reason.contains("does not verify"))
+    );
+    assert!(matches!(&events[2], AuditEvent::PolicyLoaded { revision: 2, previous_revision: Some(1), .. }));
+    for event in &events {
+        let all = event.to_json();
         assert!(!all.contains("local://demo") && !all.contains("fieldcrypt_policy"), "{all}");
-    }
-}
-
-/// A minimal `tracing` subscriber that records each `fieldcrypt::audit` event's fields.
-mod audit {
-    use std::collections::BTreeMap;
-    use std::fmt::Debug;
-    use std::sync::{Arc, Mutex};
-
-    use tracing::field::{Field, Visit};
-    use tracing::span::{Attributes, Id, Record};
-    use tracing::{Event, Metadata, Subscriber};
-
-    pub type Fields = BTreeMap<String, String>;
-
-    pub struct Recorder(pub Arc<Mutex<Vec<Fields>>>);
-
-    struct Collect<'a>(&'a mut Fields);
-
-    impl Visit for Collect<'_> {
-        fn record_str(&mut self, field: &Field, value: &str) {
-            self.0.insert(field.name().to_string(), value.to_string());
-        }
-        fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
-            self.0.insert(field.name().to_string(), format!("{value:?}"));
-        }
-    }
-
-    impl Subscriber for Recorder {
-        fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-            metadata.target() == "fieldcrypt::audit"
-        }
-        fn new_span(&self, _: &Attributes<'_>) -> Id {
-            Id::from_u64(1)
-        }
-        fn record(&self, _: &Id, _: &Record<'_>) {}
-        fn record_follows_from(&self, _: &Id, _: &Id) {}
-        fn event(&self, event: &Event<'_>) {
-            let mut fields = Fields::new();
-            event.record(&mut Collect(&mut fields));
-            self.0.lock().unwrap().push(fields);
-        }
-        fn enter(&self, _: &Id) {}
-        fn exit(&self, _: &Id) {}
     }
 }
 

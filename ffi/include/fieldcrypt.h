@@ -180,6 +180,23 @@ int32_t fc_codec_stats(const struct fc_codec *codec,
 // Drops every cached unwrapped data key; the next records ask the KMS again.
 int32_t fc_codec_clear_key_cache(const struct fc_codec *codec, struct fc_error *err);
 
+// Crypto-shreds a data subject (docs/SHREDDING.md): deletes every data key the codec's key
+// store holds for `subject` (its value, UTF-8), so none of its records decrypts again.
+// `*keys_out` (may be NULL) gets how many keys were deleted. Needs a `key_store` in the
+// codec's configuration.
+int32_t fc_codec_shred(const struct fc_codec *codec,
+                       const uint8_t *subject,
+                       size_t subject_len,
+                       uint64_t *keys_out,
+                       struct fc_error *err);
+
+// Rotates a data subject's keys: stores a new data key for `subject` under every KEK a
+// per-subject rule uses; older records still decrypt until the subject is shredded.
+int32_t fc_codec_rotate_subject(const struct fc_codec *codec,
+                                const uint8_t *subject,
+                                size_t subject_len,
+                                struct fc_error *err);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

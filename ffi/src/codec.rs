@@ -256,3 +256,43 @@ pub unsafe extern "C" fn fc_codec_clear_key_cache(codec: *const fc_codec, err: *
         Ok(())
     })
 }
+
+/// Crypto-shreds a data subject (docs/SHREDDING.md): deletes every data key the codec's key
+/// store holds for `subject` (its value, UTF-8), so none of its records decrypts again.
+/// `*keys_out` (may be NULL) gets how many keys were deleted. Needs a `key_store` in the
+/// codec's configuration.
+#[no_mangle]
+pub unsafe extern "C" fn fc_codec_shred(
+    codec: *const fc_codec,
+    subject: *const u8,
+    subject_len: usize,
+    keys_out: *mut u64,
+    err: *mut fc_error,
+) -> i32 {
+    guard(err, || {
+        let codec = unsafe { self::codec(codec) }?;
+        let subject = unsafe { text(subject, subject_len, "subject") }?;
+        let n = codec.shred(subject)?;
+        if !keys_out.is_null() {
+            unsafe { put(keys_out, n as u64, "keys_out") }?;
+        }
+        Ok(())
+    })
+}
+
+/// Rotates a data subject's keys: stores a new data key for `subject` under every KEK a
+/// per-subject rule uses; older records still decrypt until the subject is shredded.
+#[no_mangle]
+pub unsafe extern "C" fn fc_codec_rotate_subject(
+    codec: *const fc_codec,
+    subject: *const u8,
+    subject_len: usize,
+    err: *mut fc_error,
+) -> i32 {
+    guard(err, || {
+        let codec = unsafe { self::codec(codec) }?;
+        let subject = unsafe { text(subject, subject_len, "subject") }?;
+        codec.rotate_subject(subject)?;
+        Ok(())
+    })
+}

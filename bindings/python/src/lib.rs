@@ -177,7 +177,8 @@ impl Codec {
 #[pymethods]
 impl Codec {
     #[new]
-    #[pyo3(signature = (policy, *, kms, profile = None, registry = None, schemas = None, limits = None, validate_json_schema = false))]
+    #[pyo3(signature = (policy, *, kms, profile = None, registry = None, schemas = None, limits = None, validate_json_schema = false, key_store = None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         policy: &Bound<'_, PyAny>,
         kms: &Bound<'_, PyAny>,
@@ -186,11 +187,18 @@ impl Codec {
         schemas: Option<&Bound<'_, PyAny>>,
         limits: Option<&Bound<'_, PyAny>>,
         validate_json_schema: bool,
+        key_store: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Codec> {
         let py = policy.py();
         let policy = config::policy(policy)?;
         let mut document =
-            config::document(&[("kms", Some(kms)), ("registry", registry), ("schemas", schemas), ("limits", limits)])?;
+            config::document(&[
+                ("kms", Some(kms)),
+                ("registry", registry),
+                ("schemas", schemas),
+                ("limits", limits),
+                ("key_store", key_store),
+            ])?;
         if let Some(profile) = profile {
             document.insert("profile".into(), profile.into());
         }
@@ -266,6 +274,16 @@ impl Codec {
     /// Drops every cached unwrapped data key; the next records ask the KMS again.
     fn clear_key_cache(&self) {
         self.inner.clear_key_cache();
+    }
+
+    /// Crypto-shreds a data subject: deletes its data keys from the key store; returns how many.
+    fn shred(&self, py: Python<'_>, subject: &str) -> PyResult<usize> {
+        config::core(py, py.detach(|| self.inner.shred(subject)))
+    }
+
+    /// Stores a new data key for a data subject; older records still decrypt.
+    fn rotate_subject(&self, py: Python<'_>, subject: &str) -> PyResult<()> {
+        config::core(py, py.detach(|| self.inner.rotate_subject(subject)).map(|_| ()))
     }
 
     fn __repr__(&self) -> String {

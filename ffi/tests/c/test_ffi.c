@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fieldcrypt.h"
 
@@ -525,6 +526,56 @@ static void test_threads(fc_codec *codec) {
   }
 }
 
+/* Per-subject keys with a file key store: shred, rotate, and their error paths. */
+static void test_shred_and_rotate(fc_codec *no_store) {
+  fc_error err = {0};
+  char store_path[] = "/tmp/fieldcrypt-c-test-XXXXXX";
+  int fd = mkstemp(store_path);
+  CHECK(fd >= 0, "mkstemp");
+  close(fd);
+  const char *policy =
+      "{\"fieldcrypt_policy\": 1, \"id\": \"c-shred\", \"encrypt\": [{\"name\": \"r\", \"topics\": [\"t\"], "
+      "\"fields\": [\"email\"], \"key\": \"local://k\", \"subject\": \"id\"}], "
+      "\"profiles\": {\"strict\": {\"decrypt\": [{\"topics\": [\"*\"]}], \"otherwise\": \"error\"}}}";
+  char config[512], strict[600];
+  snprintf(config, sizeof config,
+           "{\"kms\": {\"local\": {\"secrets\": {\"k\": \"c\"}}}, \"key_store\": {\"file\": \"%s\", \"refresh\": 0}}",
+           store_path);
+  snprintf(strict, sizeof strict, "%.*s, \"profile\": \"strict\"}", (int)strlen(config) - 1, config);
+  fc_codec *producer = NULL, *consumer = NULL;
+  expect_status(fc_codec_new(S(policy), S(config), &producer, &err), FC_OK, &err, "producer with a key store");
+  expect_status(fc_codec_new(S(policy), S(strict), &consumer, &err), FC_OK, &err, "strict consumer");
+  if (!producer || !consumer) return;
+  const char *value = "{\"id\":\"cust-1\",\"email\":\"a@b.c\"}";
+  fc_buf sealed = {0}, out = {0};
+  expect_status(fc_codec_encrypt(producer, S("t"), NULL, -1, (const uint8_t *)value, (int64_t)strlen(value), NULL, 0,
+                                 &sealed, &err),
+                FC_OK, &err, "encrypt under a subject key");
+  record r;
+  unpack(sealed.data, &r);
+  bytes h = headers_of(&r);
+  expect_status(fc_codec_decrypt(consumer, S("t"), NULL, -1, r.value, r.value_len, h.data, h.len, &out, &err), FC_OK,
+                &err, "decrypt before the shred");
+  fc_buf_free(&out);
+  expect_status(fc_codec_rotate_subject(producer, S("cust-1"), &err), FC_OK, &err, "rotate");
+  uint64_t keys = 0;
+  expect_status(fc_codec_shred(producer, S("cust-1"), &keys, &err), FC_OK, &err, "shred");
+  CHECK(keys == 2, "the subject's two keys deleted, got %llu", (unsigned long long)keys);
+  expect_status(fc_codec_decrypt(consumer, S("t"), NULL, -1, r.value, r.value_len, h.data, h.len, &out, &err),
+                FC_ERR_SHREDDED, &err, "decrypt after the shred");
+  expect_status(fc_codec_shred(producer, S("cust-2"), NULL, &err), FC_OK, &err, "shred, no count wanted");
+  expect_status(fc_codec_shred(no_store, S("cust-1"), &keys, &err), FC_ERR_CONFIG, &err, "no key store");
+  expect_status(fc_codec_rotate_subject(no_store, S("cust-1"), &err), FC_ERR_CONFIG, &err, "no key store");
+  expect_status(fc_codec_shred(NULL, S("x"), &keys, &err), FC_ERR_INVALID_ARGUMENT, &err, "NULL codec");
+  expect_status(fc_codec_shred(producer, NULL, 3, &keys, &err), FC_ERR_INVALID_ARGUMENT, &err, "NULL subject");
+  expect_status(fc_codec_rotate_subject(producer, S("\xff"), &err), FC_ERR_INVALID_ARGUMENT, &err, "non-UTF-8");
+  free(h.data);
+  fc_buf_free(&sealed);
+  fc_codec_free(producer);
+  fc_codec_free(consumer);
+  unlink(store_path);
+}
+
 int main(int argc, char **argv) {
   if (argc != 3) {
     fprintf(stderr, "usage: %s POLICY_FILE KEY_FILE\n", argv[0]);
@@ -549,6 +600,7 @@ int main(int argc, char **argv) {
   test_unknown_key(policy, codec);
   test_stats_and_cache(codec);
   test_threads(codec);
+  test_shred_and_rotate(codec);
   fc_codec_free(codec);
   free(policy);
   printf("%d checks, %d failed\n", checks, failures);

@@ -101,6 +101,8 @@ class Codec:
         ``dek_cache_capacity``, ``dek_cache_ttl``, ``dek_denied_ttl``, ``dek_outage_extra_uses``,
         ``kms_retry_interval``.
     :param validate_json_schema: validate JSON Schema records against their writer schema.
+    :param key_store: where per-subject data keys live (docs/SHREDDING.md): ``{"file": path,
+        "refresh": seconds}``.
     :raises Error: the subclass of the problem (``PolicyError``, ``ConfigError``...).
     """
 
@@ -114,6 +116,7 @@ class Codec:
         schemas: Mapping[int | str, Mapping[str, Any]] | None = None,
         limits: Mapping[str, float] | None = None,
         validate_json_schema: bool = False,
+        key_store: Mapping[str, Any] | None = None,
     ) -> Codec: ...
     def encrypt(
         self, topic: str, value: bytes | None, headers: _Headers = None, *, key: bytes | None = None
@@ -138,6 +141,12 @@ class Codec:
 
     def clear_key_cache(self) -> None:
         """Drops every cached unwrapped data key; the next records ask the KMS again."""
+
+    def shred(self, subject: str) -> int:
+        """Crypto-shreds a data subject: deletes its data keys from the key store; returns how many."""
+
+    def rotate_subject(self, subject: str) -> None:
+        """Stores a new data key for a data subject; older records still decrypt."""
 
 @final
 class AvroSerializer:
