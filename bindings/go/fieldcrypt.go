@@ -223,6 +223,40 @@ func (c *Codec) Stats() (Stats, error) {
 	}, nil
 }
 
+// Shred crypto-shreds a data subject (docs/SHREDDING.md): it deletes the subject's data keys
+// from the codec's key store, so none of its records decrypts again, and returns how many.
+func (c *Codec) Shred(subject string) (int, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.ptr == nil {
+		return 0, ErrClosed
+	}
+	var keys C.uint64_t
+	var cerr C.fc_error
+	st := C.fc_codec_shred(c.ptr, stringPtr(subject), C.size_t(len(subject)), &keys, &cerr)
+	runtime.KeepAlive(c)
+	if st != 0 {
+		return 0, takeError(st, cerr)
+	}
+	return int(keys), nil
+}
+
+// RotateSubject stores a new data key for a data subject; older records still decrypt.
+func (c *Codec) RotateSubject(subject string) error {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.ptr == nil {
+		return ErrClosed
+	}
+	var cerr C.fc_error
+	st := C.fc_codec_rotate_subject(c.ptr, stringPtr(subject), C.size_t(len(subject)), &cerr)
+	runtime.KeepAlive(c)
+	if st != 0 {
+		return takeError(st, cerr)
+	}
+	return nil
+}
+
 // ClearKeyCache drops every cached unwrapped data key; the next records ask the KMS again.
 func (c *Codec) ClearKeyCache() error {
 	c.mu.RLock()

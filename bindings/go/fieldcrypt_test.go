@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -563,4 +564,49 @@ func TestInvalidUTF8(t *testing.T) {
 	wantKind(t, err, fieldcrypt.KindInvalidArgument, fieldcrypt.ErrInvalidArgument)
 	_, err = codec.EncryptBatch("\xff", []fieldcrypt.Record{{Value: []byte(fctest.Customer)}})
 	wantKind(t, err, fieldcrypt.KindInvalidArgument, fieldcrypt.ErrInvalidArgument)
+}
+
+// Per-subject keys with a file key store: shred one subject, the other still decrypts.
+func TestShredAndRotateSubject(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "keys.jsonl")
+	policy := []byte(`{"fieldcrypt_policy": 1, "id": "go-shred", "encrypt": [{"name": "r", "topics": ["t"],
+		"fields": ["email"], "key": "local://k", "subject": "customer_id"}],
+		"profiles": {"strict": {"decrypt": [{"topics": ["*"]}], "otherwise": "error"}}}`)
+	config := func(profile string) []byte {
+		p := ""
+		if profile != "" {
+			p = `, "profile": "` + profile + `"`
+		}
+		return []byte(`{"kms": {"local": {"secrets": {"k": "go"}}}, "key_store": {"file": "` + store + `", "refresh": 0}` + p + `}`)
+	}
+	producer, err := fieldcrypt.NewCodecJSON(policy, config(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	consumer, err := fieldcrypt.NewCodecJSON(policy, config("strict"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	one, err := producer.Encrypt("t", nil, []byte(`{"customer_id":"c-1","email":"a@x"}`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	two, err := producer.Encrypt("t", nil, []byte(`{"customer_id":"c-2","email":"b@x"}`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := producer.RotateSubject("c-1"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := producer.Shred("c-1"); err != nil || n != 2 {
+		t.Fatalf("Shred = %d, %v; want 2 keys", n, err)
+	}
+	if _, err := consumer.Decrypt("t", nil, one.Value, one.Headers); !errors.Is(err, fieldcrypt.ErrShredded) {
+		t.Fatalf("decrypting a shredded subject's record: %v, want ErrShredded", err)
+	}
+	if _, err := consumer.Decrypt("t", nil, two.Value, two.Headers); err != nil {
+		t.Fatalf("another subject: %v", err)
+	}
 }

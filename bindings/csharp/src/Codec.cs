@@ -180,6 +180,27 @@ namespace Fieldcrypt
             if (status != 0) throw Errors.Take(status, ref err);
         }
 
+        /// <summary>Crypto-shreds a data subject (docs/SHREDDING.md): deletes its data keys from the
+        /// codec's key store, so none of its records decrypts again. Returns how many.</summary>
+        public ulong Shred(string subject)
+        {
+            byte[] s = Native.Utf8Bytes(subject, "subject");
+            var err = new FcError();
+            ulong keys;
+            int status = NativeMethods.fc_codec_shred(Handle(), s, (UIntPtr)s.Length, out keys, ref err);
+            if (status != 0) throw Errors.Take(status, ref err);
+            return keys;
+        }
+
+        /// <summary>Stores a new data key for a data subject; older records still decrypt.</summary>
+        public void RotateSubject(string subject)
+        {
+            byte[] s = Native.Utf8Bytes(subject, "subject");
+            var err = new FcError();
+            int status = NativeMethods.fc_codec_rotate_subject(Handle(), s, (UIntPtr)s.Length, ref err);
+            if (status != 0) throw Errors.Take(status, ref err);
+        }
+
         /// <summary>Frees the native codec. Safe to call twice; later calls throw ObjectDisposedException.</summary>
         public void Dispose()
         {

@@ -96,6 +96,14 @@ namespace Fieldcrypt
         internal static extern int fc_codec_clear_key_cache(CodecHandle codec, ref FcError err);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int fc_codec_shred(CodecHandle codec, byte[] subject, UIntPtr subjectLen, out ulong keysOut,
+            ref FcError err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int fc_codec_rotate_subject(CodecHandle codec, byte[] subject, UIntPtr subjectLen,
+            ref FcError err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern void fc_buf_free(ref FcBuf buf);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]

@@ -23,6 +23,7 @@ namespace Fieldcrypt.Tests
             t.Add(new KeyValuePair<string, Action>("profiles", Profiles));
             t.Add(new KeyValuePair<string, Action>("batch round trip", BatchRoundTrip));
             t.Add(new KeyValuePair<string, Action>("stats and ClearKeyCache", StatsCounts));
+            t.Add(new KeyValuePair<string, Action>("Shred and RotateSubject (file key store)", ShredAndRotate));
             t.Add(new KeyValuePair<string, Action>("use after Dispose, Dispose twice", Disposed));
             t.Add(new KeyValuePair<string, Action>("codecs left to the finalizer", Finalized));
             t.Add(new KeyValuePair<string, Action>("threads share one codec", Threads));
@@ -188,6 +189,32 @@ namespace Fieldcrypt.Tests
                 Assert.Equal(0, codec.EncryptBatch("customers", new List<Record>()).Count, "empty batch");
                 // Single-record decrypt of batch output agrees.
                 Assert.Record(records[1], codec.Decrypt("customers", sealedRecs[1].Key, sealedRecs[1].Value, sealedRecs[1].Headers), "single");
+            }
+        }
+
+        private static void ShredAndRotate()
+        {
+            string store = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "fieldcrypt-cs-" + Guid.NewGuid().ToString("N") + ".jsonl");
+            string policy = "{\"fieldcrypt_policy\": 1, \"id\": \"cs-shred\", \"encrypt\": [{\"name\": \"r\", \"topics\": [\"t\"], "
+                + "\"fields\": [\"email\"], \"key\": \"local://k\", \"subject\": \"customer_id\"}], "
+                + "\"profiles\": {\"strict\": {\"decrypt\": [{\"topics\": [\"*\"]}], \"otherwise\": \"error\"}}}";
+            string config = "{\"kms\": {\"local\": {\"secrets\": {\"k\": \"cs\"}}}, \"key_store\": {\"file\": \"" + store + "\", \"refresh\": 0}";
+            try
+            {
+                using (var producer = new Codec(policy, config + "}"))
+                using (var consumer = new Codec(policy, config + ", \"profile\": \"strict\"}"))
+                {
+                    var one = producer.Encrypt("t", null, System.Text.Encoding.UTF8.GetBytes("{\"customer_id\":\"c-1\",\"email\":\"a@x\"}"), null);
+                    var two = producer.Encrypt("t", null, System.Text.Encoding.UTF8.GetBytes("{\"customer_id\":\"c-2\",\"email\":\"b@x\"}"), null);
+                    producer.RotateSubject("c-1");
+                    Assert.Equal(2UL, producer.Shred("c-1"), "keys shredded");
+                    Assert.Throws<ShreddedException>(() => consumer.Decrypt("t", one.Key, one.Value, one.Headers), "shredded subject");
+                    Assert.True(consumer.Decrypt("t", two.Key, two.Value, two.Headers).Value != null, "another subject still decrypts");
+                }
+            }
+            finally
+            {
+                System.IO.File.Delete(store);
             }
         }
 

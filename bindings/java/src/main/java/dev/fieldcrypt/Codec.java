@@ -133,6 +133,43 @@ public final class Codec implements AutoCloseable {
     }
 
     /** Forgets the cached data keys (the next records fetch or create them through the KMS again). */
+    /**
+     * Crypto-shreds a data subject (docs/SHREDDING.md): deletes its data keys from the codec's key
+     * store, so none of its records decrypts again.
+     *
+     * @return how many keys were deleted
+     */
+    public long shred(String subject) {
+        byte[] s = utf8(Objects.requireNonNull(subject, "subject"));
+        long p = acquire();
+        try {
+            long[] keys = new long[1];
+            long[] err = new long[Ffi.ERROR_LONGS];
+            int status = Ffi.fc_codec_shred(p, s, s.length, keys, err);
+            if (status != 0) {
+                throw Ffi.error(status, err);
+            }
+            return keys[0];
+        } finally {
+            release();
+        }
+    }
+
+    /** Stores a new data key for a data subject; older records still decrypt. */
+    public void rotateSubject(String subject) {
+        byte[] s = utf8(Objects.requireNonNull(subject, "subject"));
+        long p = acquire();
+        try {
+            long[] err = new long[Ffi.ERROR_LONGS];
+            int status = Ffi.fc_codec_rotate_subject(p, s, s.length, err);
+            if (status != 0) {
+                throw Ffi.error(status, err);
+            }
+        } finally {
+            release();
+        }
+    }
+
     public void clearKeyCache() {
         long p = acquire();
         try {

@@ -65,6 +65,10 @@ final class Ffi {
 
     static native int fc_codec_clear_key_cache(long codec, long[] err);
 
+    static native int fc_codec_shred(long codec, byte[] subject, long subjectLen, long[] keysOut, long[] err);
+
+    static native int fc_codec_rotate_subject(long codec, byte[] subject, long subjectLen, long[] err);
+
     static native void fc_buf_free(long[] buf);
 
     static native void fc_error_free(long[] err);

@@ -29,6 +29,27 @@ class CodecTest {
     }
 
     @Test
+    void shredAndRotateSubjectWithAFileKeyStore(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) {
+        String store = dir.resolve("keys.jsonl").toString().replace("\\", "/");
+        String policy = "{\"fieldcrypt_policy\": 1, \"id\": \"java-shred\", \"encrypt\": [{\"name\": \"r\", \"topics\": [\"t\"], "
+                + "\"fields\": [\"email\"], \"key\": \"local://k\", \"subject\": \"customer_id\"}], "
+                + "\"profiles\": {\"strict\": {\"decrypt\": [{\"topics\": [\"*\"]}], \"otherwise\": \"error\"}}}";
+        String config = "{\"kms\": {\"local\": {\"secrets\": {\"k\": \"java\"}}}, \"key_store\": {\"file\": \"" + store
+                + "\", \"refresh\": 0}";
+        try (Codec producer = new Codec(policy, config + "}");
+                Codec consumer = new Codec(policy, config + ", \"profile\": \"strict\"}")) {
+            Record one = producer.encrypt("t", null, utf8("{\"customer_id\":\"c-1\",\"email\":\"a@x\"}"), List.of());
+            Record two = producer.encrypt("t", null, utf8("{\"customer_id\":\"c-2\",\"email\":\"b@x\"}"), List.of());
+            producer.rotateSubject("c-1");
+            assertEquals(2, producer.shred("c-1"));
+            ShreddedException e = assertThrows(ShreddedException.class,
+                    () -> consumer.decrypt("t", one.key(), one.value(), one.headers()));
+            assertEquals(Kind.SHREDDED, e.kind());
+            assertNotNull(consumer.decrypt("t", two.key(), two.value(), two.headers()).value());
+        }
+    }
+
+    @Test
     void version() {
         assertTrue(Codec.version().matches("\\d+\\.\\d+\\.\\d+.*"), Codec.version());
     }
