@@ -415,7 +415,7 @@ func TestKindNames(t *testing.T) {
 		fieldcrypt.KindKMS: "kms", fieldcrypt.KindRegistry: "registry",
 		fieldcrypt.KindLimitExceeded: "limit_exceeded", fieldcrypt.KindShredded: "shredded",
 		fieldcrypt.KindInvalidArgument: "invalid_argument",
-		fieldcrypt.KindPanic: "panic", fieldcrypt.Kind(99): "unknown",
+		fieldcrypt.KindPanic:           "panic", fieldcrypt.Kind(99): "unknown",
 	}
 	for k, name := range want {
 		if k.String() != name {
