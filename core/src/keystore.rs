@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::io::Write;
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -250,14 +250,18 @@ impl FileKeyStore {
             }
         }
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        let bytes = std::fs::read(&self.path).map_err(|e| store_error(format!("{}: {e}", self.path.display())))?;
-        if (bytes.len() as u64) < state.read_len {
-            *state = FileState::default();
+        let io = |e: std::io::Error| store_error(format!("{}: {e}", self.path.display()));
+        let mut file = std::fs::File::open(&self.path).map_err(io)?;
+        if file.metadata().map_err(io)?.len() < state.read_len {
+            *state = FileState::default(); // replaced or truncated: read it all again
         }
-        let start = state.read_len as usize;
+        // Only what was appended since the last read.
+        let start = state.read_len;
+        let mut bytes = Vec::new();
+        file.seek(std::io::SeekFrom::Start(start)).and_then(|_| file.read_to_end(&mut bytes)).map_err(io)?;
         // Only whole lines: a writer may be half-way through one.
-        let end = bytes[start..].iter().rposition(|&b| b == b'\n').map_or(start, |i| start + i + 1);
-        for (n, line) in bytes[start..end].split(|&b| b == b'\n').enumerate() {
+        let end = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        for (n, line) in bytes[..end].split(|&b| b == b'\n').enumerate() {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
@@ -266,7 +270,7 @@ impl FileKeyStore {
             })?;
             state.view.apply(change);
         }
-        state.read_len = end as u64;
+        state.read_len = start + end as u64;
         state.checked = Some(Instant::now());
         Ok(())
     }
