@@ -191,14 +191,13 @@ impl Codec {
     ) -> PyResult<Codec> {
         let py = policy.py();
         let policy = config::policy(policy)?;
-        let mut document =
-            config::document(&[
-                ("kms", Some(kms)),
-                ("registry", registry),
-                ("schemas", schemas),
-                ("limits", limits),
-                ("key_store", key_store),
-            ])?;
+        let mut document = config::document(&[
+            ("kms", Some(kms)),
+            ("registry", registry),
+            ("schemas", schemas),
+            ("limits", limits),
+            ("key_store", key_store),
+        ])?;
         if let Some(profile) = profile {
             document.insert("profile".into(), profile.into());
         }
