@@ -184,16 +184,23 @@ fn envelope(path: &Path, bytes: &[u8]) -> Result<Option<SignedPolicy>, Failure> 
     }
 }
 
-fn validate(file: &Path, trust: &[String]) -> Outcome {
-    let bytes = fail::read_file("policy", file)?;
-    let verifier = if trust.is_empty() { None } else { Some(verifier(trust)?) };
-    let signed = envelope(file, &bytes)?;
+/// The policy in `bytes` (a plain policy or a signed envelope, not verified here): the envelope
+/// if it is one, the policy, and its text.
+fn read_policy(file: &Path, bytes: &[u8]) -> Result<(Option<SignedPolicy>, Policy, String), Failure> {
+    let signed = envelope(file, bytes)?;
     let text = match &signed {
         Some(s) => s.policy_text().to_string(),
-        None => String::from_utf8(bytes.clone())
+        None => String::from_utf8(bytes.to_vec())
             .map_err(|_| Failure::failed(format!("{} is not UTF-8 text", file.display())))?,
     };
     let policy = Policy::from_json(&text).map_err(|e| Failure::failed(format!("{}: {e}", file.display())))?;
+    Ok((signed, policy, text))
+}
+
+fn validate(file: &Path, trust: &[String]) -> Outcome {
+    let bytes = fail::read_file("policy", file)?;
+    let verifier = if trust.is_empty() { None } else { Some(verifier(trust)?) };
+    let (signed, policy, _) = read_policy(file, &bytes)?;
     match (&signed, &verifier) {
         (_, Some(v)) => {
             let verified =
@@ -295,13 +302,7 @@ fn publish(file: &Path, target: &Target<'_>, trust: &[String], allow_unsigned: b
             .verify_signed(&bytes)
             .map_err(|e| Failure::verify(format!("{}: {}", file.display(), e.message())))?;
     }
-    let signed = envelope(file, &bytes)?;
-    let text = match &signed {
-        Some(s) => s.policy_text().to_string(),
-        None => String::from_utf8(bytes.clone())
-            .map_err(|_| Failure::failed(format!("{} is not UTF-8 text", file.display())))?,
-    };
-    let policy = Policy::from_json(&text).map_err(|e| Failure::failed(format!("{}: {e}", file.display())))?;
+    let (signed, policy, text) = read_policy(file, &bytes)?;
     let config = client_config(target.bootstrap, target.properties);
     let publisher = PolicyPublisher::new(&config)
         .map_err(|e| Failure::setup("kafka client", e))?
