@@ -64,7 +64,7 @@ func cli(t *testing.T, command string, in []fieldcrypt.Record, extra ...string) 
 	t.Helper()
 	bin := os.Getenv("FIELDCRYPT_BIN")
 	if bin == "" {
-		t.Skip("FIELDCRYPT_BIN (the Rust CLI) is not set: bindings/go/run-tests.sh sets it")
+		t.Fatal("FIELDCRYPT_BIN (the Rust CLI) is not set: bindings/go/run-tests.sh sets it")
 	}
 	var stdin, stdout, stderr bytes.Buffer
 	enc := json.NewEncoder(&stdin)

@@ -116,6 +116,9 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
 #[derive(Default)]
 struct View {
     deks: HashMap<DekId, StoredDek>,
+    /// The ids in `deks` per subject: a producer looks its subject up on every new key, so this
+    /// must not be a scan of every key.
+    by_subject: HashMap<SubjectId, Vec<DekId>>,
     gone: HashSet<DekId>,
     /// Per shredded subject: when, and every DEK id it ever lost (kept in the shred marker, so
     /// the ids still read as shredded after compaction removed their tombstones).
@@ -146,8 +149,13 @@ impl View {
     fn apply(&mut self, change: Change) {
         match change {
             Change::Dek(d) => {
-                self.gone.remove(&d.dek_id);
-                self.deks.insert(d.dek_id, d);
+                let id = d.dek_id;
+                self.gone.remove(&id);
+                let subject = d.subject.clone();
+                if let Some(old) = self.deks.insert(id, d) {
+                    self.unindex(&old.subject, &id);
+                }
+                self.by_subject.entry(subject).or_default().push(id);
             }
             Change::Shred { subject, marker } => {
                 for id in self.of_subject(&subject).iter().chain(&marker.dek_ids) {
@@ -159,12 +167,23 @@ impl View {
     }
 
     fn remove(&mut self, id: &DekId) {
-        self.deks.remove(id);
+        if let Some(d) = self.deks.remove(id) {
+            self.unindex(&d.subject, id);
+        }
         self.gone.insert(*id);
     }
 
+    fn unindex(&mut self, subject: &SubjectId, id: &DekId) {
+        if let Some(ids) = self.by_subject.get_mut(subject) {
+            ids.retain(|x| x != id);
+            if ids.is_empty() {
+                self.by_subject.remove(subject);
+            }
+        }
+    }
+
     fn of_subject(&self, subject: &SubjectId) -> Vec<DekId> {
-        self.deks.values().filter(|d| &d.subject == subject).map(|d| d.dek_id).collect()
+        self.by_subject.get(subject).cloned().unwrap_or_default()
     }
 
     /// The marker for shredding `subject` now: its current DEKs and every one shredded before.
@@ -185,9 +204,11 @@ impl View {
     }
 
     fn current(&self, subject: &SubjectId, kek: &str, algorithm: Algorithm) -> Option<StoredDek> {
-        self.deks
-            .values()
-            .filter(|d| &d.subject == subject && d.kek == kek && d.algorithm == algorithm)
+        self.by_subject
+            .get(subject)?
+            .iter()
+            .filter_map(|id| self.deks.get(id))
+            .filter(|d| d.kek == kek && d.algorithm == algorithm)
             .max_by_key(|d| (d.created_ms, d.dek_id))
             .cloned()
     }
