@@ -13,6 +13,8 @@
 //! `{"base64": "..."}`. Unknown or mistyped options are [`ErrorKind::Config`] errors naming the
 //! option, never its value: options hold credentials.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,14 +28,16 @@ use crate::kms::{
     AwsCredentials, AwsKms, AwsKmsConfig, AzureAuth, AzureKeyVault, AzureKeyVaultConfig, GcpAuth, GcpKms, GcpKmsConfig,
     VaultAuth, VaultConfig, VaultKms,
 };
+use crate::policy::{FileSource, HttpsSource, PolicySource, PolicyVerifier, Verification};
 use crate::registry::{RegistryConfig, SchemaRegistry};
 use crate::{
-    Codec, CodecBuilder, Error, HttpOptions, Limits, LocalKms, Policy, Result, SchemaSource, SchemaText, SchemaType,
-    StaticSchemas,
+    Codec, CodecBuilder, Error, HttpOptions, Limits, LocalKms, Policy, Reload, ReloadStatus, ReloadingCodec,
+    ReloadingCodecBuilder, Result, SchemaSource, SchemaText, SchemaType, StaticSchemas,
 };
 
 /// The top-level options, in the order the documentation lists them.
-const CODEC_OPTIONS: &str = "kms, profile, registry, schemas, limits, validate_json_schema, key_store";
+const CODEC_OPTIONS: &str =
+    "kms, profile, registry, schemas, limits, validate_json_schema, key_store, trusted_keys, policy_source";
 
 /// Builds a codec for `policy` from a configuration document (see the module docs).
 pub fn codec(policy: Policy, config: &Value) -> Result<Codec> {
@@ -41,17 +45,9 @@ pub fn codec(policy: Policy, config: &Value) -> Result<Codec> {
 }
 
 /// Builds a codec from the texts of a policy and a configuration document; empty configuration
-/// text means `{}`.
+/// text means `{}`. [`open`] also takes signed policies and policy sources.
 pub fn codec_from_json(policy: &str, config: &str) -> Result<Codec> {
-    let policy = Policy::from_json(policy)?;
-    let config: Value = if config.trim().is_empty() {
-        Value::Object(Map::new())
-    } else {
-        serde_json::from_str(config).map_err(|e| {
-            Error::config(format!("the configuration is not valid JSON (line {}, column {})", e.line(), e.column()))
-        })?
-    };
-    codec(policy, &config)
+    codec(Policy::from_json(policy)?, &parse(config)?)
 }
 
 /// A codec builder for `policy` with the configuration applied; callers may add to it.
@@ -79,6 +75,9 @@ pub fn builder(policy: Policy, config: &Value) -> Result<CodecBuilder> {
     builder = builder.validate_json_schema(o.bool("validate_json_schema")?.unwrap_or(false));
     if let Some(store) = o.raw("key_store") {
         builder = builder.key_store_shared(key_store(store)?);
+    }
+    if o.raw("policy_source").is_some() || o.raw("trusted_keys").is_some() {
+        return Err(Error::config("policy_source and trusted_keys are read where the policy is (config::open)"));
     }
     o.finish_with(CODEC_OPTIONS)?;
     Ok(builder)
@@ -418,15 +417,252 @@ fn key_store(value: &Value) -> Result<Arc<dyn crate::keystore::KeyStore>> {
 #[cfg(feature = "kafka")]
 fn kafka_key_store(value: &Value) -> Result<Arc<dyn crate::keystore::KeyStore>> {
     let mut o = Options::new("key_store.kafka", value)?;
-    let bootstrap = o.string("bootstrap")?.ok_or_else(|| o.missing("bootstrap is required"))?;
-    let topic = o.string("topic")?.unwrap_or_else(|| crate::keystore::DEFAULT_KEY_TOPIC.to_string());
+    let client = kafka_client(&mut o)?;
+    let mut options = crate::keystore::KafkaKeyStoreOptions::default();
+    if let Some(topic) = o.string("topic")? {
+        options.topic = topic;
+    }
+    if let Some(timeout) = o.duration("timeout")? {
+        options.timeout = timeout;
+    }
+    if let Some(create) = o.bool("create_topic")? {
+        options.create_topic = create;
+    }
+    if let Some(v) = o.raw("replication_factor") {
+        options.replication_factor = v
+            .as_i64()
+            .and_then(|n| i32::try_from(n).ok())
+            .filter(|n| *n == -1 || *n >= 1)
+            .ok_or_else(|| o.bad("replication_factor", "-1 (the broker's default) or an integer >= 1", v))?;
+    }
     o.finish()?;
-    Ok(Arc::new(crate::keystore::KafkaKeyStore::open(&bootstrap, &topic)?))
+    Ok(Arc::new(crate::keystore::KafkaKeyStore::open_with(&client, &options)?))
 }
 
 #[cfg(not(feature = "kafka"))]
 fn kafka_key_store(_: &Value) -> Result<Arc<dyn crate::keystore::KeyStore>> {
-    Err(Error::config("key_store.kafka: this build of fieldcrypt has no Kafka client (cargo feature `kafka`)"))
+    Err(no_kafka("key_store.kafka"))
+}
+
+#[cfg(not(feature = "kafka"))]
+fn no_kafka(option: &str) -> Error {
+    Error::config(format!(
+        "{option}: this build of fieldcrypt has no Kafka client (cargo feature `kafka`; from C, Go, C#, Java: \
+         the fieldcrypt_ffi_kafka library)"
+    ))
+}
+
+/// `"bootstrap"` (required) and `"properties"`: librdkafka settings for TLS and SASL
+/// (`security.protocol`, `sasl.mechanism`, ...), an object of strings. Their values are never
+/// shown in errors (they hold passwords).
+#[cfg(feature = "kafka")]
+fn kafka_client(o: &mut Options<'_>) -> Result<rdkafka::ClientConfig> {
+    let bootstrap = o.string("bootstrap")?.ok_or_else(|| o.missing("bootstrap is required"))?;
+    let mut client = rdkafka::ClientConfig::new();
+    match o.raw("properties") {
+        None => {}
+        Some(Value::Object(properties)) => {
+            for (name, value) in properties {
+                let value = value
+                    .as_str()
+                    .ok_or_else(|| Error::config(format!("{}.properties[{name:?}] must be a string", o.what)))?;
+                client.set(name, value);
+            }
+        }
+        Some(v) => return Err(o.bad("properties", "an object of librdkafka settings (strings)", v)),
+    }
+    client.set("bootstrap.servers", bootstrap);
+    Ok(client)
+}
+
+// ---- the policy and where it comes from ----------------------------------------------------------
+
+/// A codec made by [`open`]: with the policy it was given, or following a policy source
+/// (`"policy_source"`, hot reload). Share it; every call uses the policy in force.
+pub struct ConfiguredCodec(Configured);
+
+enum Configured {
+    Fixed { codec: Codec, signed_by: Option<String> },
+    Reloading(ReloadingCodec),
+}
+
+impl fmt::Debug for ConfiguredCodec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Configured::Fixed { codec, .. } => f.debug_tuple("ConfiguredCodec").field(codec).finish(),
+            Configured::Reloading(r) => f.debug_tuple("ConfiguredCodec").field(r).finish(),
+        }
+    }
+}
+
+impl ConfiguredCodec {
+    /// The codec of the policy in force (borrowed when the policy is fixed; a cheap clone when
+    /// it follows a source). Use one for a whole batch, so the batch sees one policy.
+    pub fn codec(&self) -> Cow<'_, Codec> {
+        match &self.0 {
+            Configured::Fixed { codec, .. } => Cow::Borrowed(codec),
+            Configured::Reloading(r) => Cow::Owned(r.current()),
+        }
+    }
+
+    /// Fetches the policy source now ([`ReloadingCodec::reload_now`]); a codec with a fixed
+    /// policy has nothing to reload (a `config` error).
+    pub fn reload_now(&self) -> Result<Reload> {
+        match &self.0 {
+            Configured::Fixed { .. } => Err(Error::config("this codec has a fixed policy: configure a policy_source")),
+            Configured::Reloading(r) => r.reload_now(),
+        }
+    }
+
+    /// The policy in force and the reload counters (for a fixed policy: one load, no source).
+    pub fn status(&self) -> ReloadStatus {
+        match &self.0 {
+            Configured::Fixed { codec, signed_by } => ReloadStatus {
+                policy_id: codec.policy().id().to_string(),
+                revision: codec.policy().revision(),
+                signed_by: signed_by.clone(),
+                source: None,
+                loads: 1,
+                rejections: 0,
+                fetch_errors: 0,
+                last_error: None,
+            },
+            Configured::Reloading(r) => r.status(),
+        }
+    }
+}
+
+/// Builds a codec from a policy text (bare, or a signed envelope) and a configuration document
+/// (text; empty means `{}`). With `"policy_source"` in the configuration there is no policy
+/// text (`None`): the policy is fetched, verified and hot-reloaded. With `"trusted_keys"`, the
+/// policy, given or fetched, must be signed by one of them.
+pub fn open(policy: Option<&str>, config: &str) -> Result<ConfiguredCodec> {
+    let mut config = parse(config)?;
+    let Value::Object(map) = &mut config else {
+        return Err(Error::config(format!("configuration must be an object, not {}", type_name(&config))));
+    };
+    let trusted = map.remove("trusted_keys").filter(|v| !v.is_null());
+    let source = map.remove("policy_source").filter(|v| !v.is_null());
+    let verifier = trusted.as_ref().map(trusted_keys).transpose()?;
+    match (policy, source) {
+        (Some(text), None) => {
+            let verified = match verifier {
+                Some(verifier) => verifier.verify_signed(text.as_bytes())?,
+                None => Verification::Disabled.verify(text.as_bytes())?,
+            };
+            let signed_by = verified.signed_by().map(str::to_string);
+            Ok(ConfiguredCodec(Configured::Fixed { codec: codec(verified.into_policy(), &config)?, signed_by }))
+        }
+        (None, Some(source)) => {
+            let reloading = policy_source(&source, verifier)?.build(move |policy| codec(policy, &config))?;
+            Ok(ConfiguredCodec(Configured::Reloading(reloading)))
+        }
+        (Some(_), Some(_)) => Err(Error::config("give a policy or a policy_source, not both")),
+        (None, None) => Err(Error::config("no policy: give a policy, or a policy_source in the configuration")),
+    }
+}
+
+fn parse(config: &str) -> Result<Value> {
+    if config.trim().is_empty() {
+        return Ok(Value::Object(Map::new()));
+    }
+    serde_json::from_str(config).map_err(|e| {
+        Error::config(format!("the configuration is not valid JSON (line {}, column {})", e.line(), e.column()))
+    })
+}
+
+/// `{"key id": "public key, Base64 or PEM", ...}`.
+fn trusted_keys(value: &Value) -> Result<PolicyVerifier> {
+    let Value::Object(keys) = value else {
+        return Err(Error::config(format!(
+            "trusted_keys must be an object of key id to public key, not {}",
+            type_name(value)
+        )));
+    };
+    if keys.is_empty() {
+        return Err(Error::config("trusted_keys is empty: no policy could verify"));
+    }
+    PolicyVerifier::from_json(&value.to_string())
+}
+
+/// `{"file": path | "url": URL | "kafka": {"bootstrap", "topic", "properties"}, "policy_id",
+/// "interval": seconds, "manual": bool, "min_revision": int, "allow_unsigned": bool}`, with
+/// `"headers"` and the HTTP options for a URL.
+fn policy_source(value: &Value, verifier: Option<PolicyVerifier>) -> Result<ReloadingCodecBuilder> {
+    let mut o = Options::new("policy_source", value)?;
+    let file = o.path("file")?;
+    let url = o.string("url")?;
+    let kafka = o.raw("kafka");
+    let policy_id = o.string("policy_id")?;
+    let source: Box<dyn PolicySource> = match (file, url, kafka) {
+        (Some(path), None, None) => Box::new(FileSource::new(path)),
+        (None, Some(url), None) => {
+            let http = http_options(&mut o)?;
+            let mut source = HttpsSource::new(&url, &http)?;
+            match o.raw("headers") {
+                None => {}
+                Some(Value::Object(headers)) => {
+                    for (name, v) in headers {
+                        let v = v.as_str().ok_or_else(|| {
+                            Error::config(format!("policy_source.headers[{name:?}] must be a string"))
+                        })?;
+                        source = source.header(name, v)?;
+                    }
+                }
+                Some(v) => return Err(o.bad("headers", "an object of header name to value", v)),
+            }
+            Box::new(source)
+        }
+        (None, None, Some(kafka)) => {
+            let id = policy_id.as_deref().ok_or_else(|| o.missing("a kafka source needs policy_id"))?;
+            kafka_policy_source(kafka, id)?
+        }
+        _ => return Err(o.missing("give one of file, url or kafka")),
+    };
+    let verification = match (verifier, o.bool("allow_unsigned")?.unwrap_or(false)) {
+        (Some(verifier), false) => Verification::Required(verifier),
+        (None, true) => Verification::Disabled,
+        (Some(_), true) => return Err(o.missing("allow_unsigned with trusted_keys: choose one")),
+        (None, false) => {
+            return Err(o.missing(
+                "give trusted_keys (the security team's public keys), or allow_unsigned: true for development",
+            ))
+        }
+    };
+    let mut builder = ReloadingCodec::builder(source, verification);
+    builder = match (o.duration("interval")?, o.bool("manual")?.unwrap_or(false)) {
+        (_, true) => builder.manual(),
+        (Some(interval), false) => builder.interval(interval),
+        (None, false) => builder,
+    };
+    if let Some(id) = policy_id {
+        builder = builder.policy_id(id);
+    }
+    if let Some(revision) = o.uint("min_revision")? {
+        builder = builder.min_revision(revision);
+    }
+    o.finish()?;
+    Ok(builder)
+}
+
+#[cfg(feature = "kafka")]
+fn kafka_policy_source(value: &Value, policy_id: &str) -> Result<Box<dyn PolicySource>> {
+    let mut o = Options::new("policy_source.kafka", value)?;
+    let client = kafka_client(&mut o)?;
+    let mut source = crate::policy::source::KafkaTopicSource::new(&client, policy_id)?;
+    if let Some(topic) = o.string("topic")? {
+        source = source.topic(&topic);
+    }
+    if let Some(timeout) = o.duration("timeout")? {
+        source = source.timeout(timeout);
+    }
+    o.finish()?;
+    Ok(Box::new(source))
+}
+
+#[cfg(not(feature = "kafka"))]
+fn kafka_policy_source(_: &Value, _: &str) -> Result<Box<dyn PolicySource>> {
+    Err(no_kafka("policy_source.kafka"))
 }
 
 /// A URL, or `{"url", "basic_auth": [user, password], "bearer_token", "ca_pem", "timeout",
@@ -610,5 +846,112 @@ mod tests {
             ErrorKind::Config
         );
         assert!(codec_from_json(POLICY, r#"{"kms": {"local": {"secrets": {"k": "x"}}}}"#).is_ok());
+    }
+
+    fn signer() -> (crate::policy::SigningKey, String) {
+        let key = crate::policy::SigningKey::generate().unwrap();
+        let public = key.public_key().to_base64();
+        (key, public)
+    }
+
+    fn policy_at(revision: u64, field: &str) -> String {
+        format!(
+            r#"{{"fieldcrypt_policy": 1, "id": "t", "revision": {revision},
+            "encrypt": [{{"name": "r", "topics": ["t"], "fields": ["{field}"], "key": "local://k"}}]}}"#
+        )
+    }
+
+    fn signed(text: &str, key: &crate::policy::SigningKey) -> String {
+        crate::policy::SignedPolicy::sign(text, "sec", key).unwrap().to_json()
+    }
+
+    const LOCAL: &str = r#""kms": {"local": {"secrets": {"k": "abc"}}}"#;
+
+    fn encrypts(codec: &ConfiguredCodec, field: &str) -> bool {
+        let value = format!(r#"{{"{field}":"s"}}"#);
+        let r = codec.codec().encrypt("t", None, Some(value.as_bytes()), &[] as &[crate::OwnedHeader]).unwrap();
+        r.value.as_deref() != Some(value.as_bytes())
+    }
+
+    #[test]
+    fn a_given_policy_must_be_signed_by_a_trusted_key_when_keys_are_configured() {
+        let (key, public) = signer();
+        let (other, _) = signer();
+        let config = format!(r#"{{{LOCAL}, "trusted_keys": {{"sec": "{public}"}}}}"#);
+        let ok = open(Some(&signed(&policy_at(1, "a"), &key)), &config).unwrap();
+        assert_eq!(ok.status().signed_by.as_deref(), Some("sec"));
+        assert!(encrypts(&ok, "a"));
+        for bad in [policy_at(1, "a"), signed(&policy_at(1, "a"), &other)] {
+            assert_eq!(open(Some(&bad), &config).unwrap_err().kind(), ErrorKind::Policy);
+        }
+        // Without trusted keys a bare policy is taken as given.
+        let plain = open(Some(&policy_at(1, "a")), &format!("{{{LOCAL}}}")).unwrap();
+        assert_eq!(plain.status().signed_by, None);
+        assert_eq!(plain.reload_now().unwrap_err().kind(), ErrorKind::Config);
+    }
+
+    #[test]
+    fn a_file_source_is_verified_and_reloaded() {
+        let (key, public) = signer();
+        let dir = std::env::temp_dir().join(format!("fieldcrypt-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("policy.json");
+        std::fs::write(&path, signed(&policy_at(1, "a"), &key)).unwrap();
+        let config = json!({
+            "kms": {"local": {"secrets": {"k": "abc"}}},
+            "trusted_keys": {"sec": public},
+            "policy_source": {"file": path, "manual": true, "policy_id": "t"},
+        })
+        .to_string();
+        let codec = open(None, &config).unwrap();
+        assert!(encrypts(&codec, "a") && !encrypts(&codec, "b"));
+        std::fs::write(&path, signed(&policy_at(2, "b"), &key)).unwrap();
+        assert_eq!(codec.reload_now().unwrap(), Reload::Loaded { policy_id: "t".into(), revision: 2 });
+        assert!(encrypts(&codec, "b") && !encrypts(&codec, "a"));
+        // Unsigned, then a rollback: refused, revision 2 stays.
+        std::fs::write(&path, policy_at(3, "a")).unwrap();
+        assert_eq!(codec.reload_now().unwrap_err().kind(), ErrorKind::Policy);
+        std::fs::write(&path, signed(&policy_at(1, "a"), &key)).unwrap();
+        assert_eq!(codec.reload_now().unwrap_err().kind(), ErrorKind::Policy);
+        let status = codec.status();
+        assert_eq!((status.revision, status.loads, status.rejections), (2, 2, 2));
+        assert!(status.source.unwrap().contains("policy.json"));
+        let json = codec.status().to_json();
+        assert_eq!(json["last_error"]["kind"], "policy");
+        assert_eq!(json["signed_by"], "sec");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn policy_source_mistakes_are_config_errors() {
+        let (_, public) = signer();
+        for (policy, config, needle) in [
+            (None, json!({}), "no policy"),
+            (
+                Some(policy_at(1, "a")),
+                json!({"policy_source": {"file": "p"}, "trusted_keys": {"sec": public}}),
+                "not both",
+            ),
+            (None, json!({"policy_source": {"file": "p"}}), "trusted_keys"),
+            (
+                None,
+                json!({"policy_source": {"file": "p", "allow_unsigned": true}, "trusted_keys": {"sec": public}}),
+                "choose one",
+            ),
+            (None, json!({"policy_source": {"allow_unsigned": true}}), "one of file, url or kafka"),
+            (None, json!({"policy_source": {"file": "p", "url": "https://x", "allow_unsigned": true}}), "one of file"),
+            (None, json!({"policy_source": {"file": "p", "allow_unsigned": true, "timeout": 1}}), "\"timeout\""),
+            (None, json!({"policy_source": {"url": "http://example.com/p", "allow_unsigned": true}}), "loopback"),
+            (None, json!({"policy_source": {"kafka": {"bootstrap": "h:1"}, "allow_unsigned": true}}), "policy_id"),
+            (None, json!({"trusted_keys": {}, "policy_source": {"file": "p"}}), "empty"),
+            (None, json!({"trusted_keys": {"sec": "nope"}, "policy_source": {"file": "p"}}), "\"sec\""),
+        ] {
+            let e = open(policy.as_deref(), &config.to_string()).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{config}: {e}");
+            assert!(e.message().contains(needle), "{config}: {}", e.message());
+        }
+        // The plain builder does not silently ignore them.
+        let e = codec(Policy::from_json(POLICY).unwrap(), &json!({"policy_source": {"file": "p"}})).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
     }
 }

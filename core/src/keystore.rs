@@ -350,7 +350,7 @@ impl KeyStore for FileKeyStore {
 }
 
 #[cfg(feature = "kafka")]
-pub use kafka_store::{KafkaKeyStore, DEFAULT_TOPIC as DEFAULT_KEY_TOPIC};
+pub use kafka_store::{KafkaKeyStore, KafkaKeyStoreOptions, DEFAULT_TOPIC as DEFAULT_KEY_TOPIC};
 
 #[cfg(feature = "kafka")]
 mod kafka_store {
@@ -412,13 +412,28 @@ mod kafka_store {
     }
 
     impl KafkaKeyStore {
-        /// Connects to `bootstrap`, creates `topic` (compacted) if it is missing, reads it to its
-        /// end, and follows it.
+        /// Connects to `bootstrap` (no TLS or SASL), creates `topic` (compacted) if it is
+        /// missing, reads it to its end, and follows it. [`KafkaKeyStore::open_with`] takes
+        /// security settings and options.
         pub fn open(bootstrap: &str, topic: &str) -> Result<KafkaKeyStore> {
-            let timeout = Duration::from_secs(30);
             let mut config = ClientConfig::new();
             config.set("bootstrap.servers", bootstrap);
-            create_compacted(&config, topic, timeout)?;
+            KafkaKeyStore::open_with(&config, &KafkaKeyStoreOptions { topic: topic.to_string(), ..Default::default() })
+        }
+
+        /// Opens the store with the connection settings of `config` (`bootstrap.servers`,
+        /// `security.protocol`, SASL and TLS properties); settings the store relies on are set
+        /// over it.
+        pub fn open_with(config: &ClientConfig, options: &KafkaKeyStoreOptions) -> Result<KafkaKeyStore> {
+            let KafkaKeyStoreOptions { topic, timeout, create_topic, replication_factor } = options;
+            let (topic, timeout) = (topic.as_str(), *timeout);
+            if timeout.is_zero() {
+                return Err(Error::config("the key store timeout must be greater than zero"));
+            }
+            if let Some(replication) = create_topic.then_some(*replication_factor) {
+                create_compacted(config, topic, replication, timeout)?;
+            }
+            let bootstrap = config.get("bootstrap.servers").unwrap_or_default();
             let producer: BaseProducer<DeliveryReports> = config
                 .clone()
                 .set("acks", "all")
@@ -511,9 +526,36 @@ mod kafka_store {
         }
     }
 
-    fn create_compacted(config: &ClientConfig, topic: &str, timeout: Duration) -> Result<()> {
+    /// How a [`KafkaKeyStore`] finds and, if need be, creates its topic.
+    #[derive(Debug, Clone)]
+    pub struct KafkaKeyStoreOptions {
+        /// Default [`DEFAULT_TOPIC`].
+        pub topic: String,
+        /// How long opening (reading the topic to its end), a write and a catch-up may take.
+        /// Default 30 s.
+        pub timeout: Duration,
+        /// Create the topic, compacted with one partition, when it is missing. Default true;
+        /// turn it off where the security team creates topics (and denies applications to).
+        pub create_topic: bool,
+        /// Replicas of a created topic; -1 (the default) takes the broker's
+        /// `default.replication.factor`.
+        pub replication_factor: i32,
+    }
+
+    impl Default for KafkaKeyStoreOptions {
+        fn default() -> Self {
+            KafkaKeyStoreOptions {
+                topic: DEFAULT_TOPIC.to_string(),
+                timeout: Duration::from_secs(30),
+                create_topic: true,
+                replication_factor: -1,
+            }
+        }
+    }
+
+    fn create_compacted(config: &ClientConfig, topic: &str, replication: i32, timeout: Duration) -> Result<()> {
         let admin: AdminClient<DefaultClientContext> = config.create().map_err(|e| kafka_error("admin", e))?;
-        let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
+        let new = NewTopic::new(topic, 1, TopicReplication::Fixed(replication)).set("cleanup.policy", "compact");
         let options = AdminOptions::new().operation_timeout(Some(timeout));
         let done = block_on(admin.create_topics([&new], &options)).map_err(|e| kafka_error("create topic", e))?;
         for result in done {

@@ -152,6 +152,8 @@ pub struct ReloadStatus {
     pub revision: u64,
     /// The trusted key whose signature verified the policy in force (`None` if unverified).
     pub signed_by: Option<String>,
+    /// Where the policy is read from (`None` for a policy given once).
+    pub source: Option<String>,
     /// Policies loaded, the first included.
     pub loads: u64,
     /// Documents refused (signature, parse, rollback, policy id, codec factory).
@@ -160,6 +162,26 @@ pub struct ReloadStatus {
     pub fetch_errors: u64,
     /// The error of the last rejection or failed fetch, if any happened.
     pub last_error: Option<Error>,
+}
+
+impl ReloadStatus {
+    /// As a JSON object, for bindings: `{"policy_id", "revision", "signed_by", "source", "loads",
+    /// "rejections", "fetch_errors", "last_error": {"kind", "message"} | null}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "policy_id": self.policy_id,
+            "revision": self.revision,
+            "signed_by": self.signed_by,
+            "source": self.source,
+            "loads": self.loads,
+            "rejections": self.rejections,
+            "fetch_errors": self.fetch_errors,
+            "last_error": self.last_error.as_ref().map(|e| serde_json::json!({
+                "kind": e.kind().as_str(),
+                "message": e.message(),
+            })),
+        })
+    }
 }
 
 impl ReloadingCodec {
@@ -216,6 +238,7 @@ impl ReloadingCodec {
             policy_id: current.codec.policy().id().to_string(),
             revision: current.codec.policy().revision(),
             signed_by: current.signed_by.clone(),
+            source: Some(self.shared.source_name.clone()),
             loads: counters.loads,
             rejections: counters.rejections,
             fetch_errors: counters.fetch_errors,

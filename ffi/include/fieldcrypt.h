@@ -110,7 +110,8 @@ void fc_buf_free(struct fc_buf *buf);
 // Frees the message of an error the library filled and zeroes the error. NULL is a no-op.
 void fc_error_free(struct fc_error *err);
 
-// Makes a codec from a policy (JSON text) and a configuration document (JSON text; no bytes
+// Makes a codec from a policy (JSON text: a policy or a signed envelope; no bytes when the
+// configuration has a `policy_source`) and a configuration document (JSON text; no bytes
 // means `{}`; see ffi/README.md). On success `*codec_out` is the new handle.
 int32_t fc_codec_new(const uint8_t *policy,
                      size_t policy_len,
@@ -196,6 +197,19 @@ int32_t fc_codec_rotate_subject(const struct fc_codec *codec,
                                 const uint8_t *subject,
                                 size_t subject_len,
                                 struct fc_error *err);
+
+// Fetches the codec's policy source now (a codec made with a `policy_source`). `*loaded_out`
+// (may be NULL) is true when a new revision is now in force, false when the source had nothing
+// new. A policy that does not verify, or a source that cannot be read, is an error and the
+// policy in force stays.
+int32_t fc_codec_reload(const struct fc_codec *codec, bool *loaded_out, struct fc_error *err);
+
+// The policy in force and its reload counters, as JSON text in `*status_out`:
+// `{"policy_id", "revision", "signed_by", "source", "loads", "rejections", "fetch_errors",
+// "last_error": {"kind", "message"} | null}`.
+int32_t fc_codec_policy_status(const struct fc_codec *codec,
+                               struct fc_buf *status_out,
+                               struct fc_error *err);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -1,6 +1,9 @@
 //! The codec handle and its calls.
 
-use fieldcrypt::{Codec, Record};
+use std::borrow::Cow;
+
+use fieldcrypt::config::ConfiguredCodec;
+use fieldcrypt::{Codec, Record, Reload};
 
 use crate::packed::{self, RecordRef};
 use crate::{bytes, fc_buf, fc_error, fc_stats, guard, part, put, text, Failure};
@@ -8,16 +11,22 @@ use crate::{bytes, fc_buf, fc_error, fc_stats, guard, part, put, text, Failure};
 /// A codec: a policy with its KMS clients, schema source, limits and profile. Thread-safe:
 /// share one per process. Made by `fc_codec_new`, freed by `fc_codec_free`.
 pub struct fc_codec {
-    codec: Codec,
+    codec: ConfiguredCodec,
 }
 
-/// The codec behind a handle; NULL is an invalid argument.
-unsafe fn codec<'a>(codec: *const fc_codec) -> Result<&'a Codec, Failure> {
+/// The handle's codec; NULL is an invalid argument.
+unsafe fn configured<'a>(codec: *const fc_codec) -> Result<&'a ConfiguredCodec, Failure> {
     // SAFETY: the caller's contract: NULL or a live handle from fc_codec_new.
     unsafe { codec.as_ref() }.map(|c| &c.codec).ok_or_else(|| Failure::invalid("codec is NULL"))
 }
 
-/// Makes a codec from a policy (JSON text) and a configuration document (JSON text; no bytes
+/// The codec of the policy in force behind a handle.
+unsafe fn codec<'a>(codec: *const fc_codec) -> Result<Cow<'a, Codec>, Failure> {
+    Ok(unsafe { configured(codec) }?.codec())
+}
+
+/// Makes a codec from a policy (JSON text: a policy or a signed envelope; no bytes when the
+/// configuration has a `policy_source`) and a configuration document (JSON text; no bytes
 /// means `{}`; see ffi/README.md). On success `*codec_out` is the new handle.
 #[no_mangle]
 pub unsafe extern "C" fn fc_codec_new(
@@ -34,7 +43,8 @@ pub unsafe extern "C" fn fc_codec_new(
         if codec_out.is_null() {
             return Err(Failure::invalid("codec_out is NULL"));
         }
-        let codec = fieldcrypt::config::codec_from_json(policy, config)?;
+        let policy = Some(policy).filter(|p| !p.is_empty());
+        let codec = fieldcrypt::config::open(policy, config)?;
         unsafe { put(codec_out, Box::into_raw(Box::new(fc_codec { codec })), "codec_out") }
     })
 }
@@ -92,7 +102,7 @@ unsafe fn one(
         if record_out.is_null() {
             return Err(Failure::invalid("record_out is NULL"));
         }
-        let out = direction.run(codec, topic, &record)?;
+        let out = direction.run(&codec, topic, &record)?;
         unsafe { put(record_out, fc_buf::from_vec(packed::pack_record(&out)?), "record_out") }
     })
 }
@@ -117,7 +127,7 @@ unsafe fn batch(
         let count = u32::try_from(records.len()).map_err(|_| Failure::invalid("too many records"))?;
         let mut out = count.to_le_bytes().to_vec();
         for (i, r) in records.iter().enumerate() {
-            let done = direction.run(codec, topic, r).map_err(|e| Failure::from(e).at(i))?;
+            let done = direction.run(&codec, topic, r).map_err(|e| Failure::from(e).at(i))?;
             packed::put_record(&mut out, &done).map_err(|f| f.at(i))?;
         }
         unsafe { put(batch_out, fc_buf::from_vec(out), "batch_out") }
@@ -294,5 +304,35 @@ pub unsafe extern "C" fn fc_codec_rotate_subject(
         let subject = unsafe { text(subject, subject_len, "subject") }?;
         codec.rotate_subject(subject)?;
         Ok(())
+    })
+}
+
+/// Fetches the codec's policy source now (a codec made with a `policy_source`). `*loaded_out`
+/// (may be NULL) is true when a new revision is now in force, false when the source had nothing
+/// new. A policy that does not verify, or a source that cannot be read, is an error and the
+/// policy in force stays.
+#[no_mangle]
+pub unsafe extern "C" fn fc_codec_reload(codec: *const fc_codec, loaded_out: *mut bool, err: *mut fc_error) -> i32 {
+    guard(err, || {
+        let loaded = matches!(unsafe { configured(codec) }?.reload_now()?, Reload::Loaded { .. });
+        if !loaded_out.is_null() {
+            unsafe { put(loaded_out, loaded, "loaded_out") }?;
+        }
+        Ok(())
+    })
+}
+
+/// The policy in force and its reload counters, as JSON text in `*status_out`:
+/// `{"policy_id", "revision", "signed_by", "source", "loads", "rejections", "fetch_errors",
+/// "last_error": {"kind", "message"} | null}`.
+#[no_mangle]
+pub unsafe extern "C" fn fc_codec_policy_status(
+    codec: *const fc_codec,
+    status_out: *mut fc_buf,
+    err: *mut fc_error,
+) -> i32 {
+    guard(err, || {
+        let status = unsafe { configured(codec) }?.status().to_json().to_string();
+        unsafe { put(status_out, fc_buf::from_vec(status.into_bytes()), "status_out") }
     })
 }
