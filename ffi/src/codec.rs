@@ -332,7 +332,11 @@ pub unsafe extern "C" fn fc_codec_policy_status(
     err: *mut fc_error,
 ) -> i32 {
     guard(err, || {
-        let status = unsafe { configured(codec) }?.status().to_json().to_string();
+        let codec = unsafe { configured(codec) }?;
+        if status_out.is_null() {
+            return Err(Failure::invalid("status_out is NULL"));
+        }
+        let status = codec.status().to_json().to_string();
         unsafe { put(status_out, fc_buf::from_vec(status.into_bytes()), "status_out") }
     })
 }

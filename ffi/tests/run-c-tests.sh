@@ -33,11 +33,11 @@ if [ "${1:-}" = bench ]; then
   exit
 fi
 log "native run"
-"$out/test_ffi" "${args[@]}"
+"$out/test_ffi" "${args[@]}" "$root/schemas/governance"
 log "valgrind memcheck"
 valgrind --quiet --error-exitcode=3 --leak-check=full --show-leak-kinds=definite,indirect,possible \
   --errors-for-leak-kinds=definite,indirect,possible --track-origins=yes \
-  "$out/test_ffi" "${args[@]}"
+  "$out/test_ffi" "${args[@]}" "$root/schemas/governance"
 log "valgrind: no errors, no leaks"
 
 # The Kafka test aid (fieldcrypt-ffi-kafka): error paths always, a broker round trip when

@@ -576,9 +576,110 @@ static void test_shred_and_rotate(fc_codec *no_store) {
   unlink(store_path);
 }
 
+
+/* A policy followed from a file and verified against trusted keys: reload, status, rejection. */
+static void copy_file(const char *from, const char *to) {
+  size_t n;
+  char *text = read_file(from, &n);
+  FILE *f = fopen(to, "wb");
+  CHECK(f != NULL && fwrite(text, 1, n, f) == n, "write %s", to);
+  if (f) fclose(f);
+  free(text);
+}
+
+static int encrypts(fc_codec *codec, const char *needle) {
+  const char *value = "{\"customer_id\":\"c-1\",\"email\":\"c-1@example.com\",\"card\":\"4111-c-1\"}";
+  fc_buf sealed = {0};
+  fc_error err = {0};
+  expect_status(fc_codec_encrypt(codec, S("customers-c"), NULL, -1, (const uint8_t *)value, (int64_t)strlen(value),
+                                 NULL, 0, &sealed, &err),
+                FC_OK, &err, "encrypt under the followed policy");
+  record r;
+  unpack(sealed.data, &r);
+  int hidden = memmem(r.value, (size_t)r.value_len, needle, strlen(needle)) == NULL;
+  fc_buf_free(&sealed);
+  return hidden;
+}
+
+static int status_has(fc_codec *codec, const char *needle) {
+  fc_buf status = {0};
+  fc_error err = {0};
+  expect_status(fc_codec_policy_status(codec, &status, &err), FC_OK, &err, "policy status");
+  int found = status.data && memmem(status.data, status.len, needle, strlen(needle)) != NULL;
+  fc_buf_free(&status);
+  return found;
+}
+
+static void test_policy_source(const char *governance, fc_codec *fixed) {
+  fc_error err = {0};
+  char path[1024], policy_path[] = "/tmp/fieldcrypt-c-policy-XXXXXX", store_path[] = "/tmp/fieldcrypt-c-keys-XXXXXX";
+  int fd = mkstemp(policy_path), fd2 = mkstemp(store_path);
+  CHECK(fd >= 0 && fd2 >= 0, "mkstemp");
+  close(fd);
+  close(fd2);
+  snprintf(path, sizeof path, "%s/trusted-keys.json", governance);
+  size_t n;
+  char *trusted = read_file(path, &n);
+  char config[4096];
+  snprintf(config, sizeof config,
+           "{\"kms\": {\"local\": {\"secrets\": {\"governance\": \"c\"}}}, \"trusted_keys\": %s, "
+           "\"key_store\": {\"file\": \"%s\", \"refresh\": 0}, "
+           "\"policy_source\": {\"file\": \"%s\", \"policy_id\": \"governance-demo\", \"manual\": true}}",
+           trusted, store_path, policy_path);
+  free(trusted);
+  snprintf(path, sizeof path, "%s/policy-r1.signed.json", governance);
+  copy_file(path, policy_path);
+
+  fc_codec *codec = NULL;
+  expect_status(fc_codec_new(NULL, 0, S(config), &codec, &err), FC_OK, &err, "codec following a file");
+  if (!codec) return;
+  CHECK(encrypts(codec, "c-1@example.com") && !encrypts(codec, "4111-c-1"), "revision 1: email only");
+  CHECK(status_has(codec, "\"revision\":1") && status_has(codec, "\"signed_by\":\"governance-test\""), "status r1");
+  bool loaded = true;
+  expect_status(fc_codec_reload(codec, &loaded, &err), FC_OK, &err, "reload, nothing new");
+  CHECK(!loaded, "nothing new loaded");
+
+  snprintf(path, sizeof path, "%s/policy-r2.tampered.json", governance);
+  copy_file(path, policy_path);
+  int32_t s = fc_codec_reload(codec, &loaded, &err);
+  CHECK(s == FC_ERR_POLICY && err.message.data && strstr((const char *)err.message.data, "does not verify") &&
+            !strstr((const char *)err.message.data, "card"),
+        "tampered policy refused, without its text: %d %s", s, err.message.data ? (char *)err.message.data : "");
+  fc_error_free(&err);
+  CHECK(status_has(codec, "\"revision\":1") && status_has(codec, "\"rejections\":1"), "r1 stays, one rejection");
+  CHECK(status_has(codec, "\"last_error\":{\"kind\":\"policy\""), "last error recorded");
+
+  snprintf(path, sizeof path, "%s/policy-r2.signed.json", governance);
+  copy_file(path, policy_path);
+  expect_status(fc_codec_reload(codec, NULL, &err), FC_OK, &err, "reload r2, no flag wanted");
+  CHECK(status_has(codec, "\"revision\":2"), "revision 2 in force");
+  CHECK(encrypts(codec, "4111-c-1"), "revision 2: card encrypted too");
+
+  /* Errors: a fixed policy has nothing to reload; NULLs; policy and source together. */
+  expect_status(fc_codec_reload(fixed, &loaded, &err), FC_ERR_CONFIG, &err, "fixed policy");
+  CHECK(status_has(fixed, "\"source\":null") && status_has(fixed, "\"loads\":1"), "fixed status");
+  expect_status(fc_codec_reload(NULL, &loaded, &err), FC_ERR_INVALID_ARGUMENT, &err, "NULL codec");
+  expect_status(fc_codec_policy_status(codec, NULL, &err), FC_ERR_INVALID_ARGUMENT, &err, "NULL status_out");
+  fc_buf status = {0};
+  expect_status(fc_codec_policy_status(NULL, &status, &err), FC_ERR_INVALID_ARGUMENT, &err, "NULL codec");
+  CHECK(status.data == NULL, "no status on failure");
+  fc_codec *other = NULL;
+  snprintf(path, sizeof path, "%s/policy-r1.json", governance);
+  char *bare = read_file(path, &n);
+  expect_status(fc_codec_new((const uint8_t *)bare, n, S(config), &other, &err), FC_ERR_CONFIG, &err,
+                "policy and policy_source");
+  expect_status(fc_codec_new(NULL, 0, S("{\"kms\": {\"local\": {}}}"), &other, &err), FC_ERR_CONFIG, &err,
+                "no policy at all");
+  CHECK(other == NULL, "no codec made");
+  free(bare);
+  fc_codec_free(codec);
+  unlink(policy_path);
+  unlink(store_path);
+}
+
 int main(int argc, char **argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: %s POLICY_FILE KEY_FILE\n", argv[0]);
+  if (argc != 4) {
+    fprintf(stderr, "usage: %s POLICY_FILE KEY_FILE GOVERNANCE_FIXTURES_DIR\n", argv[0]);
     return 2;
   }
   size_t policy_len;
@@ -601,6 +702,7 @@ int main(int argc, char **argv) {
   test_stats_and_cache(codec);
   test_threads(codec);
   test_shred_and_rotate(codec);
+  test_policy_source(argv[3], codec);
   fc_codec_free(codec);
   free(policy);
   printf("%d checks, %d failed\n", checks, failures);
