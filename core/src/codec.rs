@@ -634,26 +634,15 @@ impl Codec {
                 let value =
                     value.ok_or_else(|| Error::record("a per-subject rule reads the record value, and it has none"))?;
                 let located = self.locate(Part::Value, value, headers)?;
-                if let Shape::Schema(schema, _) = &located.shape {
-                    if self.0.schema_types.get_or_try_insert(schema, || Err(Error::config("unknown schema")))?
-                        != SchemaType::Json
-                    {
-                        return Err(Error::record(format!(
-                            "subject member {member:?}: per-subject rules read members of JSON records only (use \"$key\")"
-                        )));
-                    }
-                }
-                let doc: serde_json::Map<String, serde_json::Value> =
-                    serde_json::from_slice(located.payload).map_err(|_| {
-                        Error::record(format!("subject member {member:?}: the record value is not a JSON object"))
-                    })?;
-                match doc.get(member) {
-                    Some(serde_json::Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-                    Some(serde_json::Value::Number(n)) => Ok(n.to_string()),
-                    _ => Err(Error::record(format!(
+                let text = match self.compiled(&located.shape)? {
+                    Some(schema) => schema.top_level_text(located.payload, member)?,
+                    None => crate::formats::json::top_level_text(located.payload, member)?,
+                };
+                text.filter(|t| !t.is_empty()).ok_or_else(|| {
+                    Error::record(format!(
                         "subject member {member:?} is missing or not a non-empty string or number: nothing encrypted"
-                    ))),
-                }
+                    ))
+                })
             }
         }
     }

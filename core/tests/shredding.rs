@@ -242,3 +242,96 @@ fn the_shred_marker_alone_names_the_shredded_keys() {
     let consumer = codec(&after, Some("strict"));
     assert_eq!(decrypt(&consumer, "customers", &r).unwrap_err().kind(), ErrorKind::Shredded);
 }
+
+/// Per-subject keys read the subject from Avro and Protobuf records too: a top-level string,
+/// integer (in a union) or enum, found past fields of other types.
+#[test]
+fn avro_and_protobuf_records_name_their_subject() {
+    use fieldcrypt::framing::SchemaRef;
+    use fieldcrypt::{SchemaText, SchemaType, StaticSchemas};
+
+    const AVRO: &str = r#"{"type": "record", "name": "Customer", "fields": [
+        {"name": "tags", "type": {"type": "array", "items": "string"}},
+        {"name": "address", "type": {"type": "record", "name": "Address", "fields": [{"name": "city", "type": "string"}]}},
+        {"name": "customer_id", "type": ["null", "long"]},
+        {"name": "email", "type": "string"}]}"#;
+    const PROTO: &str = r#"syntax = "proto3"; package t;
+        message Customer { repeated string tags = 1; string customer_id = 2; string email = 3; }"#;
+    let policy = r#"{"fieldcrypt_policy": 1, "id": "binary-subjects", "encrypt": [
+        {"name": "a", "topics": ["avro", "proto"], "fields": ["email"], "key": "local://kek", "subject": "customer_id"}],
+        "profiles": {"strict": {"decrypt": [{"topics": ["*"]}], "otherwise": "error"}}}"#;
+    let schemas = || {
+        StaticSchemas::new()
+            .with(
+                SchemaRef::Id(1),
+                SchemaText {
+                    schema_type: SchemaType::Avro,
+                    name: "c.avsc".into(),
+                    text: AVRO.into(),
+                    references: vec![],
+                },
+            )
+            .with(
+                SchemaRef::Id(2),
+                SchemaText {
+                    schema_type: SchemaType::Protobuf,
+                    name: "c.proto".into(),
+                    text: PROTO.into(),
+                    references: vec![],
+                },
+            )
+    };
+    let dir = tempdir::Dir::new();
+    let store = store(&dir);
+    let build = |profile: Option<&str>| {
+        let mut b = Codec::builder(Policy::from_json(policy).unwrap())
+            .kms(kms())
+            .key_store_shared(store.clone())
+            .schemas(schemas());
+        if let Some(p) = profile {
+            b = b.profile(p);
+        }
+        b.build().unwrap()
+    };
+    let (producer, consumer) = (build(None), build(Some("strict")));
+
+    // Avro: [tags: ["vip", "eu"]] [address.city] [customer_id: union branch 1, long 42] [email]
+    let avro = |id: Option<i64>| {
+        let mut v = vec![0u8, 0, 0, 0, 1];
+        v.extend_from_slice(&[0x04, 0x06, b'v', b'i', b'p', 0x04, b'e', b'u', 0x00]);
+        v.extend_from_slice(&[0x0c, b'L', b'o', b'n', b'd', b'o', b'n']);
+        match id {
+            Some(n) => v.extend_from_slice(&[0x02, (n << 1) as u8]),
+            None => v.push(0x00),
+        }
+        v.extend_from_slice(&[0x0e, b'a', b'@', b'b', b'.', b'c', b'o', b'm']);
+        v
+    };
+    // Protobuf: message index [0] (one 0 byte), tags = "vip", customer_id = "c-9", email.
+    let proto = |id: &str| {
+        let mut v = vec![0u8, 0, 0, 0, 2, 0];
+        v.extend_from_slice(&[0x0a, 3, b'v', b'i', b'p', 0x12, id.len() as u8]);
+        v.extend_from_slice(id.as_bytes());
+        v.extend_from_slice(&[0x1a, 7, b'a', b'@', b'b', b'.', b'c', b'o', b'm']);
+        v
+    };
+    let a42 = encrypt(&producer, "avro", None, &avro(Some(42)));
+    let a43 = encrypt(&producer, "avro", None, &avro(Some(43)));
+    let p9 = encrypt(&producer, "proto", None, &proto("c-9"));
+    for (topic, r) in [("avro", &a42), ("avro", &a43), ("proto", &p9)] {
+        let sealed = r.value.as_deref().unwrap();
+        assert!(!sealed.windows(7).any(|w| w == b"a@b.com"), "{topic}: email encrypted");
+        assert!(decrypt(&consumer, topic, r).is_ok());
+    }
+    // Subject 42 (the long, in decimal) and "c-9" are shredded; 43 still reads.
+    assert!(producer.shred("42").unwrap() >= 1);
+    assert!(producer.shred("c-9").unwrap() >= 1);
+    assert_eq!(decrypt(&consumer, "avro", &a42).unwrap_err().kind(), ErrorKind::Shredded);
+    assert_eq!(decrypt(&consumer, "proto", &p9).unwrap_err().kind(), ErrorKind::Shredded);
+    assert_eq!(decrypt(&consumer, "avro", &a43).unwrap().value.unwrap(), avro(Some(43)));
+    // No subject (null in Avro, unset in proto3): nothing is encrypted, the record fails.
+    for (topic, value) in [("avro", avro(None)), ("proto", proto(""))] {
+        let e = producer.encrypt(topic, None, Some(&value), &[] as &[OwnedHeader]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Record, "{topic}: {e}");
+    }
+}

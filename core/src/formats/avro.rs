@@ -211,6 +211,10 @@ impl AvroSchema {
 }
 
 impl CompiledSchema for AvroSchema {
+    fn top_level_text(&self, payload: &[u8], member: &str) -> Result<Option<String>> {
+        AvroSchema::top_level_text(self, payload, member)
+    }
+
     fn tagged_fields(&self, tags: &[String]) -> Vec<FieldPath> {
         fn walk(schema: &AvroSchema, ty: TyId, tags: &[String], seen: &mut [bool], out: &mut Vec<FieldPath>) {
             match &schema.types[ty as usize] {

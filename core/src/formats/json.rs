@@ -786,6 +786,18 @@ pub(crate) fn check_json_text(text: &str) -> bool {
     serde_json::from_str::<&RawValue>(text).is_ok()
 }
 
+/// The text of top-level member `member` of a JSON object: a string, or a number as written.
+/// A payload that is not a JSON object is a record error.
+pub(crate) fn top_level_text(payload: &[u8], member: &str) -> Result<Option<String>> {
+    let doc: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(payload)
+        .map_err(|_| Error::record(format!("subject member {member:?}: the record value is not a JSON object")))?;
+    Ok(match doc.get(member) {
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
 /// The serde_json-driven scan this module used before its own scanner: the reference the tests
 /// compare [`scan`] with.
 #[cfg(test)]

@@ -83,6 +83,14 @@ pub(crate) trait CompiledSchema: Send + Sync {
     /// the format cannot encrypt in place, is a [`crate::ErrorKind::Policy`] error naming it.
     fn scanner(&self, paths: Vec<FieldPath>) -> Result<Box<dyn Scanner>>;
 
+    /// The text of the record's top-level field `member`, for per-subject keys: a string, an
+    /// integer in decimal, an enum symbol. `None` when the schema has no such field, or the
+    /// record holds null, nothing, or a value of another type there. JSON formats read the
+    /// payload as a JSON object (the default); binary formats override this.
+    fn top_level_text(&self, payload: &[u8], member: &str) -> Result<Option<String>> {
+        json::top_level_text(payload, member)
+    }
+
     /// Checks a record payload (without framing) against the schema, for
     /// [`crate::CodecBuilder::validate_json_schema`]: a [`crate::ErrorKind::Record`] error naming
     /// the schema and the failing location, never a value. Only JSON Schema validates; the

@@ -168,6 +168,28 @@ fn compile_error(main_name: &str, file_name: &str, e: &protox::Error, missing: &
 }
 
 impl CompiledSchema for ProtoSchema {
+    /// Decodes the message (prost-reflect) and reads field `member`: a string, an integer in
+    /// decimal or an enum value's name; a field without presence that holds its default (`""`,
+    /// `0`) counts as missing.
+    fn top_level_text(&self, payload: &[u8], member: &str) -> Result<Option<String>> {
+        let Some(field) = self.message.get_field_by_name(member) else { return Ok(None) };
+        let message = prost_reflect::DynamicMessage::decode(self.message.clone(), payload).map_err(|e| {
+            Error::format(format!("the Protobuf record does not decode as {}: {e}", self.message.name()))
+        })?;
+        if field.is_list() || field.is_map() || !message.has_field(&field) {
+            return Ok(None);
+        }
+        Ok(match message.get_field(&field).as_ref() {
+            Value::String(s) => Some(s.clone()),
+            Value::I32(n) => Some(n.to_string()),
+            Value::I64(n) => Some(n.to_string()),
+            Value::U32(n) => Some(n.to_string()),
+            Value::U64(n) => Some(n.to_string()),
+            Value::EnumNumber(n) => field.kind().as_enum().and_then(|e| e.get_value(*n)).map(|v| v.name().to_string()),
+            _ => None,
+        })
+    }
+
     /// Depth-first from the record's message, in field declaration order: a message's tagged
     /// fields, each nested message type's tagged fields right where it is first used.
     fn tagged_fields(&self, tags: &[String]) -> Vec<FieldPath> {

@@ -461,6 +461,106 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Reading one top-level field without decoding the rest (per-subject keys).
+impl AvroSchema {
+    /// The text of the root record's field `member`: a string (or `uuid`), an int or long in
+    /// decimal, an enum symbol, or one of those in a union; `None` for null, other types, a
+    /// root that is not a record, or no such field.
+    pub(crate) fn top_level_text(&self, bytes: &[u8], member: &str) -> Result<Option<String>> {
+        let Ty::Record(rec) = &self.types[self.root as usize] else { return Ok(None) };
+        let mut r = Reader { bytes, pos: 0 };
+        for f in &rec.fields {
+            if f.name == member {
+                return self.scalar_text(f.ty, &mut r, true);
+            }
+            self.skip(f.ty, &mut r, 1)?;
+        }
+        Ok(None)
+    }
+
+    fn scalar_text(&self, t: TyId, r: &mut Reader<'_>, union_allowed: bool) -> Result<Option<String>> {
+        Ok(match &self.types[t as usize] {
+            Ty::String | Ty::Blob("uuid") => {
+                let n = r.len()?;
+                Some(std::str::from_utf8(r.take(n)?).map_err(|_| err("an Avro string is not UTF-8"))?.to_string())
+            }
+            Ty::Int(_) | Ty::Long(_) => Some(r.long()?.to_string()),
+            Ty::Enum { symbols, .. } => {
+                let i = r.long()?;
+                let s = usize::try_from(i).ok().and_then(|i| symbols.get(i));
+                Some(s.ok_or_else(|| err("an Avro enum index is out of range"))?.clone())
+            }
+            Ty::Union(branches) if union_allowed => {
+                let i = r.long()?;
+                let b = usize::try_from(i).ok().and_then(|i| branches.get(i));
+                self.scalar_text(*b.ok_or_else(|| err("an Avro union index is out of range"))?, r, false)?
+            }
+            _ => None,
+        })
+    }
+
+    /// Moves `r` past one value of type `t`.
+    fn skip(&self, t: TyId, r: &mut Reader<'_>, depth: u32) -> Result<()> {
+        if depth > MAX_DEPTH {
+            return Err(err("the Avro datum is nested too deeply"));
+        }
+        match &self.types[t as usize] {
+            Ty::Null => {}
+            Ty::Boolean => {
+                r.byte()?;
+            }
+            Ty::Int(_) | Ty::Long(_) | Ty::Enum { .. } => {
+                r.long()?;
+            }
+            Ty::Float => {
+                r.take(4)?;
+            }
+            Ty::Double => {
+                r.take(8)?;
+            }
+            Ty::String | Ty::Bytes | Ty::Blob(_) => {
+                let n = r.len()?;
+                r.take(n)?;
+            }
+            Ty::Fixed { size, .. } => {
+                r.take(*size)?;
+            }
+            Ty::Array(items) => self.skip_blocks(*items, false, r, depth)?,
+            Ty::Map(values) => self.skip_blocks(*values, true, r, depth)?,
+            Ty::Union(branches) => {
+                let i = r.long()?;
+                let b = usize::try_from(i).ok().and_then(|i| branches.get(i));
+                self.skip(*b.ok_or_else(|| err("an Avro union index is out of range"))?, r, depth + 1)?;
+            }
+            Ty::Record(rec) => {
+                for f in &rec.fields {
+                    self.skip(f.ty, r, depth + 1)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn skip_blocks(&self, item: TyId, keyed: bool, r: &mut Reader<'_>, depth: u32) -> Result<()> {
+        while let Some(n) = r.block()? {
+            for _ in 0..n {
+                let before = r.pos;
+                if keyed {
+                    let k = r.len()?;
+                    r.take(k)?;
+                }
+                self.skip(item, r, depth + 1)?;
+                if r.pos == before {
+                    // Items of zero bytes (null, empty records): the rest of the block is too,
+                    // and a huge count must not become a long loop.
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,6 +630,38 @@ mod tests {
             let theirs = apache_avro::to_avro_datum(&avro, read).unwrap();
             assert_eq!(theirs, out);
         }
+    }
+
+    #[test]
+    fn top_level_fields_read_past_every_other_type() {
+        let schema = AvroDatumSchema::parse(PAYMENT, &[]).unwrap();
+        for phone in [AvroValue::Null, s("+1-650")] {
+            let mut out = Vec::new();
+            schema.encode(&record(phone.clone()), &mut out).unwrap();
+            let read = |m: &str| schema.schema.top_level_text(&out, m).unwrap();
+            assert_eq!(read("id").as_deref(), Some("p-1"));
+            assert_eq!(read("customer_id").as_deref(), Some("123456789012"));
+            assert_eq!(read("n").as_deref(), Some("-7"));
+            assert_eq!(read("color").as_deref(), Some("GREEN"));
+            assert_eq!(read("phone"), if phone == AvroValue::Null { None } else { Some("+1-650".into()) });
+            // Not scalar text, or not there: None.
+            for other in ["ratio", "ok", "raw", "fx", "address", "tags", "attrs", "home", "nope"] {
+                assert_eq!(read(other), None, "{other}");
+            }
+            // Truncated input is an error, never a panic.
+            for cut in 0..out.len() - 1 {
+                let _ = schema.schema.top_level_text(&out[..cut], "phone");
+            }
+        }
+        // A huge block of zero-byte items is skipped at once.
+        let nulls = r#"{"type": "record", "name": "N", "fields": [
+            {"name": "z", "type": {"type": "array", "items": "null"}}, {"name": "id", "type": "string"}]}"#;
+        let schema = AvroDatumSchema::parse(nulls, &[]).unwrap();
+        let mut out = Vec::new();
+        put_long(&mut out, i64::MAX / 2);
+        out.push(0);
+        put_bytes(&mut out, b"c-1");
+        assert_eq!(schema.schema.top_level_text(&out, "id").unwrap().as_deref(), Some("c-1"));
     }
 
     #[test]
