@@ -233,17 +233,31 @@ impl DekSlot {
 /// not seen for a while is looked up in the store again.
 pub(crate) struct SubjectDeks {
     active: Mutex<LruCache<(String, SubjectId), Arc<ActiveDek>>>,
+    /// Serializes making a subject's key (KMS and key store round trips) per stripe of
+    /// subjects, so records of one new subject share one key while other subjects proceed.
+    making: [Mutex<()>; MAKING_STRIPES],
 }
+
+const MAKING_STRIPES: usize = 64;
 
 impl SubjectDeks {
     pub fn new(limits: &Limits) -> SubjectDeks {
         let cap = NonZeroUsize::new(limits.dek_cache_capacity).unwrap_or(NonZeroUsize::MIN);
-        SubjectDeks { active: Mutex::new(LruCache::new(cap)) }
+        SubjectDeks { active: Mutex::new(LruCache::new(cap)), making: std::array::from_fn(|_| Mutex::new(())) }
+    }
+
+    /// The DEK in use for `key` if it is fresh and its subject not shredded.
+    fn in_use(&self, key: &(String, SubjectId), store: &dyn KeyStore) -> Result<Option<Arc<ActiveDek>>> {
+        let found = self.active.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned();
+        match found {
+            Some(d) if d.fresh() && matches!(store.lookup(d.dek.id())?, KeyLookup::Found(_)) => Ok(Some(d)),
+            _ => Ok(None),
+        }
     }
 
     /// The DEK for `subject` under `slot`'s KEK: the one in use while fresh and not shredded,
     /// else the newest the store holds (unwrapped), else a new one, stored before it is used.
-    /// One lease at a time: concurrent records of a new subject then share one new key.
+    /// Concurrent records of a new subject share one new key.
     pub fn lease(
         &self,
         slot: &DekSlot,
@@ -253,12 +267,19 @@ impl SubjectDeks {
         limits: &Limits,
         counters: &Counters,
     ) -> Result<Arc<ActiveDek>> {
-        let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
         let key = (slot.kek.as_str().to_string(), subject.clone());
-        if let Some(d) = active.get(&key) {
-            if d.fresh() && matches!(store.lookup(d.dek.id())?, KeyLookup::Found(_)) {
-                return Ok(d.clone());
-            }
+        if let Some(d) = self.in_use(&key, store)? {
+            return Ok(d);
+        }
+        let stripe = {
+            use std::hash::{BuildHasher, BuildHasherDefault};
+            let hasher = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+            (hasher.hash_one(&key) as usize) % MAKING_STRIPES
+        };
+        let _making = self.making[stripe].lock().unwrap_or_else(|e| e.into_inner());
+        // Another thread may have made it while this one waited.
+        if let Some(d) = self.in_use(&key, store)? {
+            return Ok(d);
         }
         let reuse = store
             .current(subject, slot.kek.as_str(), slot.algorithm)?
@@ -268,7 +289,7 @@ impl SubjectDeks {
             None => Self::stored_new(slot, subject, kms, store, limits, counters)?,
         };
         let dek = Arc::new(dek);
-        active.put(key, dek.clone());
+        self.active.lock().unwrap_or_else(|e| e.into_inner()).put(key, dek.clone());
         Ok(dek)
     }
 

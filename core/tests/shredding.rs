@@ -91,6 +91,37 @@ fn each_subject_has_its_own_key_held_by_reference() {
     assert_eq!(decrypt(&consumer, "customers", &b).unwrap().value.unwrap(), customer(2));
 }
 
+/// Threads encrypting records of new subjects at once: each subject gets exactly one key (records
+/// of one new subject wait for the one being made), and different subjects do not wait on each
+/// other's store writes for correctness.
+#[test]
+fn concurrent_records_of_new_subjects_share_one_key_per_subject() {
+    let dir = tempdir::Dir::new();
+    let store = store(&dir);
+    let producer = codec(&store, None);
+    let ids: Vec<Vec<fieldcrypt::DekId>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..8)
+            .map(|_| {
+                let producer = &producer;
+                s.spawn(move || {
+                    (0..20u32)
+                        .map(|i| {
+                            let r = encrypt(producer, "customers", None, &customer(i));
+                            fieldcrypt::header::parse(r.fieldcrypt_header().unwrap()).unwrap().keys[0].dek_id
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    for i in 0..20 {
+        assert!(ids.iter().all(|t| t[i] == ids[0][i]), "customer {i}: one key across threads");
+    }
+    assert_eq!(store.list().unwrap().len(), 20, "one stored key per subject");
+    assert_eq!(producer.stats().deks_created, 20);
+}
+
 /// Shred one of 1,000 customers: its records no longer decrypt, in a fresh consumer and in one
 /// that had its key cached; every other customer's still do; new records of the shredded
 /// customer get a new key.
