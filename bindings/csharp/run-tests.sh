@@ -18,11 +18,14 @@
 # 3. `mcs -warnaserror+` of the library (Fieldcrypt.dll), the tests, the benchmark and the peer into
 #    ${FIELDCRYPT_CACHE:-$HOME/.cache/fieldcrypt}/csharp-binding;
 # 4. the tests under mono with LD_LIBRARY_PATH at the libraries, then one test again without
-#    LD_LIBRARY_PATH, the library found through a Fieldcrypt.dll.config dllmap (README).
+#    LD_LIBRARY_PATH, the library found through a Fieldcrypt.dll.config dllmap (README); then the
+#    governance tests (or the named ones) with the codec on libfieldcrypt_ffi_kafka.so through a
+#    dllmap (FIELDCRYPT_CODEC_LIBRARY=fieldcrypt_ffi_kafka tells the tests): the broker scenario of
+#    schemas/governance/README.md runs there.
 #
 # The test vectors run with all the tests too, and fail when no xtests/vectors/v*.json exists.
 # The broker tests (encrypt in C#, produce to Kafka, consume, decrypt; the matrix peer's produce
-# and consume) run when FIELDCRYPT_KAFKA is set; they FAIL when FIELDCRYPT_SERVER_TESTS=1 and
+# and consume; the governance scenario) run when FIELDCRYPT_KAFKA is set; they FAIL when FIELDCRYPT_SERVER_TESTS=1 and
 # FIELDCRYPT_KAFKA is not set, and are reported as skipped when neither is:
 #
 #   FIELDCRYPT_RUN=/tmp/fc-cs scripts/servers.sh start kafka
@@ -137,6 +140,22 @@ if [ $# = 0 ]; then
   sed "s|target=\"libfieldcrypt_ffi.so\"|target=\"$lib_dir/libfieldcrypt_ffi.so\"|" "$here/Fieldcrypt.dll.config" >"$mapped/Fieldcrypt.dll.config"
   grep -qF "$lib_dir/libfieldcrypt_ffi.so" "$mapped/Fieldcrypt.dll.config" || die "dllmap: no linux entry to rewrite"
   env -u LD_LIBRARY_PATH mono --debug "$mapped/FieldcryptTests.exe" "json round trip (customers)" || status=1
+fi
+# The governance tests again, the codec on the Kafka-capable library: a dllmap pointing
+# "fieldcrypt_ffi" at libfieldcrypt_ffi_kafka.so (README, "The Kafka-capable library"). Here run
+# the broker scenario (Kafka policy source and key store) and the file-source tests; the tests
+# check that the map took (libfieldcrypt_ffi.so never loaded).
+if [ "$mode" = test ]; then
+  if [ $# = 0 ]; then set -- "governance: "; fi
+  log "the codec on libfieldcrypt_ffi_kafka.so (dllmap): $*"
+  kafka_mapped="$(mktemp -d)"
+  trap 'rm -rf "${mapped:-}" "$kafka_mapped"' EXIT
+  cp "$OUT/Fieldcrypt.dll" "$OUT/FieldcryptTests.exe" "$kafka_mapped/"
+  sed "s|target=\"libfieldcrypt_ffi.so\"|target=\"$lib_dir/libfieldcrypt_ffi_kafka.so\"|" "$here/Fieldcrypt.dll.config" >"$kafka_mapped/Fieldcrypt.dll.config"
+  grep -qF "$lib_dir/libfieldcrypt_ffi_kafka.so" "$kafka_mapped/Fieldcrypt.dll.config" || die "dllmap: no linux entry to rewrite"
+  # LD_LIBRARY_PATH still: the tests' Kafka aid imports "fieldcrypt_ffi_kafka" by name.
+  FIELDCRYPT_CODEC_LIBRARY=fieldcrypt_ffi_kafka LD_LIBRARY_PATH="$lib_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+    mono --debug "$kafka_mapped/FieldcryptTests.exe" "$@" || status=1
 fi
 if [ "$status" = 0 ]; then log "all passed"; else log "FAILED"; fi
 exit "$status"

@@ -112,13 +112,19 @@ namespace Fieldcrypt
 
         private readonly CodecHandle handle;
 
-        /// <param name="policyJson">The policy document (JSON text, docs/POLICY.md).</param>
+        /// <param name="policyJson">The policy document (JSON text, docs/POLICY.md), or a signed
+        /// policy envelope (verified with the configuration's <c>trusted_keys</c>).</param>
         /// <param name="configJson">The configuration (JSON text: kms, profile, registry,
-        /// schemas, limits...; ffi/README.md); null for none.</param>
+        /// schemas, limits, key_store, trusted_keys...; ffi/README.md); null for none.</param>
         public Codec(string policyJson, string configJson)
+            : this(Native.Utf8Bytes(policyJson, "policyJson"),
+                configJson == null ? Native.Empty : Native.Utf8Bytes(configJson, "configJson"))
         {
-            byte[] policy = Native.Utf8Bytes(policyJson, "policyJson");
-            byte[] config = configJson == null ? Native.Empty : Native.Utf8Bytes(configJson, "configJson");
+        }
+
+        // policy empty: no policy text (the configuration's policy_source gives it).
+        private Codec(byte[] policy, byte[] config)
+        {
             var err = new FcError();
             CodecHandle h;
             int status = NativeMethods.fc_codec_new(policy, (UIntPtr)policy.Length, config, (UIntPtr)config.Length,
@@ -129,6 +135,18 @@ namespace Fieldcrypt
                 throw Errors.Take(status, ref err);
             }
             handle = h;
+        }
+
+        /// <summary>A codec whose policy comes from the configuration's <c>policy_source</c> (a
+        /// file, a URL or a Kafka topic; signed, checked with <c>trusted_keys</c>): fetched now, then
+        /// followed in the background every <c>interval</c>, or only on <see cref="Reload"/> with
+        /// <c>"manual": true</c>. A configuration without <c>policy_source</c> is a
+        /// <see cref="ConfigException"/> (there is no policy). The Kafka source and the Kafka key
+        /// store need the Kafka-capable library (README.md).</summary>
+        /// <param name="configJson">The configuration (JSON text, ffi/README.md).</param>
+        public static Codec FromConfig(string configJson)
+        {
+            return new Codec(Native.Empty, Native.Utf8Bytes(configJson, "configJson"));
         }
 
         /// <summary>The library's version, e.g. "0.1.0".</summary>
@@ -199,6 +217,38 @@ namespace Fieldcrypt
             var err = new FcError();
             int status = NativeMethods.fc_codec_rotate_subject(Handle(), s, (UIntPtr)s.Length, ref err);
             if (status != 0) throw Errors.Take(status, ref err);
+        }
+
+        /// <summary>Fetches the policy source now (a codec made by <see cref="FromConfig"/>).
+        /// True when a new revision is in force, false when the source had nothing new. A
+        /// document that does not verify or parse is a <see cref="PolicyException"/>, an
+        /// unreachable source a <see cref="KmsException"/> (or another kind); either way the policy
+        /// in force stays. A codec with a fixed policy: <see cref="ConfigException"/>.</summary>
+        public bool Reload()
+        {
+            var err = new FcError();
+            byte loaded;
+            int status = NativeMethods.fc_codec_reload(Handle(), out loaded, ref err);
+            if (status != 0) throw Errors.Take(status, ref err);
+            return loaded != 0;
+        }
+
+        /// <summary>The policy in force (id, revision, signer) and the reload counters.</summary>
+        public PolicyStatus GetPolicyStatus()
+        {
+            CodecHandle h = Handle();
+            var output = new FcBuf();
+            var err = new FcError();
+            try
+            {
+                int status = NativeMethods.fc_codec_policy_status(h, ref output, ref err);
+                if (status != 0) throw Errors.Take(status, ref err);
+                return PolicyStatus.FromJson(Native.Utf8(output.Data, output.Len));
+            }
+            finally
+            {
+                NativeMethods.fc_buf_free(ref output);
+            }
         }
 
         /// <summary>Frees the native codec. Safe to call twice; later calls throw ObjectDisposedException.</summary>

@@ -46,7 +46,9 @@ namespace Fieldcrypt
 
     internal static class NativeMethods
     {
-        // Resolved as libfieldcrypt_ffi.so / .dylib / fieldcrypt_ffi.dll (README: library finding).
+        // Resolved as libfieldcrypt_ffi.so / .dylib / fieldcrypt_ffi.dll (README: library finding);
+        // a dllmap (Mono) or a DllImportResolver (.NET) can point it at libfieldcrypt_ffi_kafka,
+        // the same functions with librdkafka inside (README: "The Kafka-capable library").
         internal const string Lib = "fieldcrypt_ffi";
 
         // byte[] arguments are blittable: the marshaller pins them and passes a pointer (no copy);
@@ -102,6 +104,13 @@ namespace Fieldcrypt
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern int fc_codec_rotate_subject(CodecHandle codec, byte[] subject, UIntPtr subjectLen,
             ref FcError err);
+
+        // loadedOut is C's 1-byte bool: a byte, not a (4-byte) marshalled bool.
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int fc_codec_reload(CodecHandle codec, out byte loadedOut, ref FcError err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int fc_codec_policy_status(CodecHandle codec, ref FcBuf statusOut, ref FcError err);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern void fc_buf_free(ref FcBuf buf);

@@ -23,6 +23,7 @@ namespace Fieldcrypt.Tests
             ErrorTests.Register(tests);
             InteropTests.Register(tests);
             XtestPeerTests.Register(tests);
+            GovernanceTests.Register(tests);
             // Last: their final test writes the encrypt results of the cases before it.
             VectorTests.Register(tests);
 
@@ -117,6 +118,24 @@ namespace Fieldcrypt.Tests
             catch (Exception e)
             {
                 if (e.GetType() == typeof(E)) return (E)e;
+                throw new Exception(what + ": expected " + typeof(E).Name + ", got " + e.GetType().Name + ": " + e.Message, e);
+            }
+            throw new Exception(what + ": expected " + typeof(E).Name + ", nothing was thrown");
+        }
+
+        /// <summary>Runs f, which must throw E or a subclass of it; returns the exception.</summary>
+        public static E Raises<E>(Action f, string what) where E : Exception
+        {
+            try
+            {
+                f();
+            }
+            catch (E e)
+            {
+                return e;
+            }
+            catch (Exception e)
+            {
                 throw new Exception(what + ": expected " + typeof(E).Name + ", got " + e.GetType().Name + ": " + e.Message, e);
             }
             throw new Exception(what + ": expected " + typeof(E).Name + ", nothing was thrown");
