@@ -13,16 +13,18 @@
 # 1. a venv at ${FIELDCRYPT_CACHE:-$HOME/.cache/fieldcrypt}/venv-python-binding with
 #    requirements-test.txt (reinstalled only when that file or the Python changes);
 # 2. `pip install ./bindings/python`: builds the extension from source with maturin (a release
-#    build of the core; honours CARGO_TARGET_DIR);
+#    build of the core with its `kafka` feature, librdkafka compiled in by rdkafka-sys: a first
+#    build takes a few minutes more; honours CARGO_TARGET_DIR);
 # 3. `python -c "import fieldcrypt"`, the fieldcrypt CLI (for the Rust <-> Python interop tests,
 #    exported as FIELDCRYPT_BIN), pytest on bindings/python/tests,
 #    `python -m mypy.stubtest fieldcrypt` (the hand-written stubs against the built module) and
 #    `mypy --strict -p fieldcrypt`.
 #
 # The broker tests (bindings/python/tests_servers: a real SerializingProducer and
-# DeserializingConsumer through Kafka, with Confluent's serializers against the registry) run
-# too when FIELDCRYPT_KAFKA or FIELDCRYPT_REGISTRY is set, or FIELDCRYPT_SERVER_TESTS=1; they
-# fail (never skip) when a server they need is missing:
+# DeserializingConsumer through Kafka, with Confluent's serializers against the registry; the
+# governance scenario of schemas/governance/README.md, a signed policy followed on a Kafka topic
+# with the Kafka key store) run too when FIELDCRYPT_KAFKA or FIELDCRYPT_REGISTRY is set, or
+# FIELDCRYPT_SERVER_TESTS=1; they fail (never skip) when a server they need is missing:
 #
 #   FIELDCRYPT_RUN=/tmp/fc-py scripts/servers.sh start all
 #   eval "$(FIELDCRYPT_RUN=/tmp/fc-py scripts/servers.sh env)" && bindings/python/run-tests.sh

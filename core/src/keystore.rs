@@ -556,7 +556,7 @@ mod kafka_store {
     fn create_compacted(config: &ClientConfig, topic: &str, replication: i32, timeout: Duration) -> Result<()> {
         let admin: AdminClient<DefaultClientContext> = config.create().map_err(|e| kafka_error("admin", e))?;
         let new = NewTopic::new(topic, 1, TopicReplication::Fixed(replication)).set("cleanup.policy", "compact");
-        let options = AdminOptions::new().operation_timeout(Some(timeout));
+        let options = AdminOptions::new().operation_timeout(Some(timeout)).request_timeout(Some(timeout));
         let done = block_on(admin.create_topics([&new], &options)).map_err(|e| kafka_error("create topic", e))?;
         for result in done {
             match result {

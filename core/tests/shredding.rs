@@ -366,3 +366,20 @@ fn avro_and_protobuf_records_name_their_subject() {
         assert_eq!(e.kind(), ErrorKind::Record, "{topic}: {e}");
     }
 }
+
+/// The Kafka key store's timeout bounds every step of opening it, topic creation included, so an
+/// unreachable broker is a clear, retryable error after about that long (librdkafka's own
+/// request timeout is 60 s).
+#[cfg(feature = "kafka")]
+#[test]
+fn an_unreachable_kafka_key_store_fails_within_its_timeout() {
+    use fieldcrypt::keystore::{KafkaKeyStore, KafkaKeyStoreOptions};
+    let mut config = rdkafka::ClientConfig::new();
+    config.set("bootstrap.servers", "127.0.0.1:1");
+    let options = KafkaKeyStoreOptions { timeout: Duration::from_secs(1), ..Default::default() };
+    let started = std::time::Instant::now();
+    let e = KafkaKeyStore::open_with(&config, &options).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Kms, "{e}");
+    assert!(e.is_retryable(), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(30), "the timeout is not honoured: {:?}", started.elapsed());
+}

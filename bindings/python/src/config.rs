@@ -8,7 +8,6 @@ use std::path::PathBuf;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use fieldcrypt::Policy;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde_json::{Map, Value};
@@ -42,26 +41,38 @@ pub(crate) fn bytes_like(v: &Bound<'_, PyAny>) -> Option<Vec<u8>> {
     }
 }
 
-/// The policy: a dict, JSON text (a str starting with `{`), or the path of a policy file.
-pub(crate) fn policy(obj: &Bound<'_, PyAny>) -> PyResult<Policy> {
+/// The policy's text (bare, or a signed envelope): a dict, JSON text (a str starting with `{`),
+/// or the path of a policy file. The core parses and verifies it (`fieldcrypt::config::open`).
+pub(crate) fn policy_text(obj: &Bound<'_, PyAny>) -> PyResult<String> {
     let py = obj.py();
     if obj.cast::<PyDict>().is_ok() {
-        return core(py, Policy::from_json(&json_text(obj)?));
+        return json_text(obj);
     }
-    if let Ok(s) = obj.cast::<PyString>() {
+    let path = if let Ok(s) = obj.cast::<PyString>() {
         let s: String = s.extract()?;
         if s.trim_start().starts_with('{') {
-            return core(py, Policy::from_json(&s));
+            return Ok(s);
         }
-        return core(py, Policy::from_file(s));
-    }
-    match obj.extract::<PathBuf>() {
-        Ok(path) => core(py, Policy::from_file(path)),
-        Err(_) => Err(pyo3::exceptions::PyTypeError::new_err(format!(
-            "policy must be a dict, JSON text or a path, not {}",
-            type_name(obj)
-        ))),
-    }
+        PathBuf::from(s)
+    } else {
+        obj.extract::<PathBuf>().map_err(|_| {
+            pyo3::exceptions::PyTypeError::new_err(format!(
+                "policy must be a dict, JSON text or a path, not {}",
+                type_name(obj)
+            ))
+        })?
+    };
+    // The core's message for an unreadable policy file (`Policy::from_file`).
+    std::fs::read_to_string(&path).map_err(|e| {
+        to_py(
+            py,
+            &fieldcrypt::Error::new(
+                fieldcrypt::ErrorKind::Policy,
+                format!("cannot read policy file {}: {e}", path.display()),
+            ),
+            None,
+        )
+    })
 }
 
 /// The configuration document of `Codec(...)`'s options; `None` options are left out.

@@ -5,12 +5,19 @@
 //! Calls release the GIL while the core works: `encrypt`/`decrypt` borrow the (immutable)
 //! `bytes` they are given, the batch forms copy every record into Rust-owned buffers first and
 //! then run the whole batch detached. A `Codec` is `Send + Sync`; share one across threads.
+//!
+//! A `Codec` is the core's `fieldcrypt::config::ConfiguredCodec`: a fixed policy, or one that
+//! follows a policy source (`policy_source=`, hot reload). Each call (each batch) takes the
+//! policy in force once.
 
 mod config;
 mod errors;
 mod serde;
 
-use fieldcrypt::{OwnedHeader, HEADER_NAME};
+use std::borrow::Cow;
+
+use fieldcrypt::config::ConfiguredCodec;
+use fieldcrypt::{OwnedHeader, Reload, HEADER_NAME};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
@@ -128,7 +135,52 @@ fn owned_record(item: &Bound<'_, PyAny>) -> PyResult<OwnedRecord> {
 /// per process.
 #[pyclass(module = "fieldcrypt", name = "Codec", frozen)]
 pub(crate) struct Codec {
-    pub(crate) inner: fieldcrypt::Codec,
+    inner: ConfiguredCodec,
+}
+
+/// The policy in force and the reload counters (`Codec.policy_status()`).
+#[pyclass(module = "fieldcrypt", name = "PolicyStatus", frozen)]
+struct PolicyStatus {
+    #[pyo3(get)]
+    policy_id: String,
+    #[pyo3(get)]
+    revision: u64,
+    #[pyo3(get)]
+    signed_by: Option<String>,
+    #[pyo3(get)]
+    source: Option<String>,
+    #[pyo3(get)]
+    loads: u64,
+    #[pyo3(get)]
+    rejections: u64,
+    #[pyo3(get)]
+    fetch_errors: u64,
+    /// The error of the last rejection or failed fetch, as the exception of its kind (not
+    /// raised), or None.
+    #[pyo3(get)]
+    last_error: Option<Py<PyAny>>,
+}
+
+#[pymethods]
+impl PolicyStatus {
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let opt = |s: &Option<String>| s.as_ref().map_or("None".to_string(), |s| format!("{s:?}"));
+        let last_error = match &self.last_error {
+            Some(e) => e.bind(py).repr()?.to_string(),
+            None => "None".to_string(),
+        };
+        Ok(format!(
+            "PolicyStatus(policy_id={:?}, revision={}, signed_by={}, source={}, loads={}, rejections={}, \
+             fetch_errors={}, last_error={last_error})",
+            self.policy_id,
+            self.revision,
+            opt(&self.signed_by),
+            opt(&self.source),
+            self.loads,
+            self.rejections,
+            self.fetch_errors,
+        ))
+    }
 }
 
 pub(crate) type CodecCall = fn(
@@ -143,6 +195,11 @@ pub(crate) const ENCRYPT: CodecCall = |c, topic, key, value, headers| c.encrypt(
 pub(crate) const DECRYPT: CodecCall = |c, topic, key, value, headers| c.decrypt(topic, key, value, headers);
 
 impl Codec {
+    /// The core codec of the policy in force: take it once per call or batch.
+    pub(crate) fn current(&self) -> Cow<'_, fieldcrypt::Codec> {
+        self.inner.codec()
+    }
+
     fn one(
         &self,
         py: Python<'_>,
@@ -153,20 +210,20 @@ impl Codec {
         key: Option<&[u8]>,
     ) -> PyResult<Record> {
         let headers = headers_from(headers)?;
-        let codec = &self.inner;
+        let codec = self.current();
         // `key` and `value` borrow immutable `bytes` that the caller's frame keeps alive.
-        let out = py.detach(|| call(codec, topic, key, value, &headers));
+        let out = py.detach(|| call(&codec, topic, key, value, &headers));
         record(py, out.map_err(|e| errors::to_py(py, &e, None))?)
     }
 
     fn batch(&self, py: Python<'_>, call: CodecCall, topic: &str, records: &Bound<'_, PyAny>) -> PyResult<Vec<Record>> {
         let items: Vec<OwnedRecord> = records.try_iter()?.map(|item| owned_record(&item?)).collect::<PyResult<_>>()?;
-        let codec = &self.inner;
+        let codec = self.current();
         let out = py.detach(|| {
             items
                 .iter()
                 .enumerate()
-                .map(|(i, r)| call(codec, topic, r.key.as_deref(), r.value.as_deref(), &r.headers).map_err(|e| (i, e)))
+                .map(|(i, r)| call(&codec, topic, r.key.as_deref(), r.value.as_deref(), &r.headers).map_err(|e| (i, e)))
                 .collect::<Result<Vec<_>, _>>()
         });
         let out = out.map_err(|(i, e)| errors::to_py(py, &e, Some(i)))?;
@@ -177,10 +234,11 @@ impl Codec {
 #[pymethods]
 impl Codec {
     #[new]
-    #[pyo3(signature = (policy, *, kms, profile = None, registry = None, schemas = None, limits = None, validate_json_schema = false, key_store = None))]
+    #[pyo3(signature = (policy = None, *, kms, profile = None, registry = None, schemas = None, limits = None, validate_json_schema = false, key_store = None, trusted_keys = None, policy_source = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        policy: &Bound<'_, PyAny>,
+        py: Python<'_>,
+        policy: Option<&Bound<'_, PyAny>>,
         kms: &Bound<'_, PyAny>,
         profile: Option<String>,
         registry: Option<&Bound<'_, PyAny>>,
@@ -188,23 +246,50 @@ impl Codec {
         limits: Option<&Bound<'_, PyAny>>,
         validate_json_schema: bool,
         key_store: Option<&Bound<'_, PyAny>>,
+        trusted_keys: Option<&Bound<'_, PyAny>>,
+        policy_source: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Codec> {
-        let py = policy.py();
-        let policy = config::policy(policy)?;
+        let policy = policy.filter(|p| !p.is_none()).map(config::policy_text).transpose()?;
         let mut document = config::document(&[
             ("kms", Some(kms)),
             ("registry", registry),
             ("schemas", schemas),
             ("limits", limits),
             ("key_store", key_store),
+            ("trusted_keys", trusted_keys),
+            ("policy_source", policy_source),
         ])?;
         if let Some(profile) = profile {
             document.insert("profile".into(), profile.into());
         }
         document.insert("validate_json_schema".into(), validate_json_schema.into());
-        let builder = config::core(py, fieldcrypt::config::builder(policy, &document.into()))?;
-        let inner = config::core(py, builder.build())?;
+        let document = serde_json::Value::Object(document).to_string();
+        // Opening may fetch the policy and read a Kafka key store: I/O, without the GIL.
+        let inner = config::core(py, py.detach(|| fieldcrypt::config::open(policy.as_deref(), &document)))?;
         Ok(Codec { inner })
+    }
+
+    /// Fetches the policy source now: True when a new revision is in force, False when the
+    /// source had nothing new. A rejected document raises (`PolicyError`) and the policy in
+    /// force stays; a codec with a fixed policy raises `ConfigError`.
+    fn reload(&self, py: Python<'_>) -> PyResult<bool> {
+        let out = config::core(py, py.detach(|| self.inner.reload_now()))?;
+        Ok(matches!(out, Reload::Loaded { .. }))
+    }
+
+    /// The policy in force (id, revision, signing key, source) and the reload counters.
+    fn policy_status(&self, py: Python<'_>) -> PolicyStatus {
+        let s = self.inner.status();
+        PolicyStatus {
+            policy_id: s.policy_id,
+            revision: s.revision,
+            signed_by: s.signed_by,
+            source: s.source,
+            loads: s.loads,
+            rejections: s.rejections,
+            fetch_errors: s.fetch_errors,
+            last_error: s.last_error.map(|e| errors::to_py(py, &e, None).into_value(py).into_any()),
+        }
     }
 
     /// Encrypts the fields the policy selects for `topic`; the result's headers are the input
@@ -248,7 +333,7 @@ impl Codec {
 
     /// The codec's counters since it was built: records, fields, DEKs, KMS calls.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.inner.stats();
+        let s = self.current().stats();
         let d = PyDict::new(py);
         for (name, n) in [
             ("records_encrypted", s.records_encrypted),
@@ -272,21 +357,24 @@ impl Codec {
 
     /// Drops every cached unwrapped data key; the next records ask the KMS again.
     fn clear_key_cache(&self) {
-        self.inner.clear_key_cache();
+        self.current().clear_key_cache();
     }
 
     /// Crypto-shreds a data subject: deletes its data keys from the key store; returns how many.
     fn shred(&self, py: Python<'_>, subject: &str) -> PyResult<usize> {
-        config::core(py, py.detach(|| self.inner.shred(subject)))
+        let codec = self.current();
+        config::core(py, py.detach(|| codec.shred(subject)))
     }
 
     /// Stores a new data key for a data subject; older records still decrypt.
     fn rotate_subject(&self, py: Python<'_>, subject: &str) -> PyResult<()> {
-        config::core(py, py.detach(|| self.inner.rotate_subject(subject)).map(|_| ()))
+        let codec = self.current();
+        config::core(py, py.detach(|| codec.rotate_subject(subject)).map(|_| ()))
     }
 
     fn __repr__(&self) -> String {
-        let policy = self.inner.policy();
+        let codec = self.current();
+        let policy = codec.policy();
         format!("<fieldcrypt.Codec policy={:?} revision={}>", policy.id(), policy.revision())
     }
 }
@@ -296,6 +384,7 @@ impl Codec {
 fn fieldcrypt_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Codec>()?;
     m.add_class::<Record>()?;
+    m.add_class::<PolicyStatus>()?;
     m.add_class::<serde::AvroSerializer>()?;
     m.add_class::<serde::AvroDeserializer>()?;
     m.add_class::<serde::JsonSerializer>()?;

@@ -418,10 +418,10 @@ fn codec_part(
     data: &[u8],
 ) -> PyResult<fieldcrypt::Record> {
     let headers = headers_from(Some(&ctx.headers))?;
-    let codec = &codec.get().inner;
+    let codec = codec.get().current();
     let (topic, is_key) = (&ctx.topic, ctx.is_key);
     let (key, value) = if is_key { (Some(data), None) } else { (None, Some(data)) };
-    py.detach(|| call(codec, topic, key, value, &headers)).map_err(|e| errors::to_py(py, &e, None))
+    py.detach(|| call(&codec, topic, key, value, &headers)).map_err(|e| errors::to_py(py, &e, None))
 }
 
 /// Encrypts `data` (a serialized key or value) for `ctx` and puts the headers back in place.

@@ -30,3 +30,24 @@ def make_codec(**kw):
 
 def header_names(headers):
     return [name for name, _ in headers]
+
+
+# ---- the governance scenario (schemas/governance/README.md) ----------------------------------------
+
+GOVERNANCE = SCHEMAS / "governance"
+GOVERNANCE_KMS = {"local": {"secrets": {"governance": "governance-test-secret"}}}
+
+
+def trusted_keys():
+    return json.loads((GOVERNANCE / "trusted-keys.json").read_text())
+
+
+def customer(cid):
+    return json.dumps({"customer_id": cid, "email": f"{cid}@example.com", "card": f"4111-{cid}"}).encode()
+
+
+def in_clear(record, cid):
+    """Which of the customer's PII values the encrypted record still shows."""
+    value = record.value or b""
+    return [name for name, secret in (("email", f"{cid}@example.com"), ("card", f"4111-{cid}"))
+            if secret.encode() in value]

@@ -13,6 +13,7 @@ __all__ = [
     "JSONSerializer",
     "JSONDeserializer",
     "Codec",
+    "PolicyStatus",
     "Record",
     "Error",
     "PolicyError",
@@ -83,11 +84,47 @@ class Record:
         header after encrypt (minus it after a decrypt that left no ciphertext)."""
 
 @final
+class PolicyStatus:
+    """The policy in force and the reload counters: :meth:`Codec.policy_status`. For a codec
+    with a fixed policy: one load, no source."""
+
+    @property
+    def policy_id(self) -> str: ...
+    @property
+    def revision(self) -> int: ...
+    @property
+    def signed_by(self) -> str | None:
+        """The id of the trusted key whose signature verified the policy in force (None if the
+        policy was not verified)."""
+
+    @property
+    def source(self) -> str | None:
+        """Where the policy is read from (None for a policy given to the constructor)."""
+
+    @property
+    def loads(self) -> int:
+        """Policies loaded, the first included."""
+
+    @property
+    def rejections(self) -> int:
+        """Documents refused (signature, parse, rollback, policy id)."""
+
+    @property
+    def fetch_errors(self) -> int:
+        """Fetches that failed (source unreachable, unreadable, timed out)."""
+
+    @property
+    def last_error(self) -> Error | None:
+        """The error of the last rejection or failed fetch as the exception of its kind (not
+        raised: ``.kind`` and ``str()`` give its kind and message), or None."""
+
+@final
 class Codec:
     """Encrypts and decrypts the fields of Kafka records as a policy says. Thread-safe and
     cheap to share: build one per process.
 
-    :param policy: the policy: a dict, JSON text, or the path of a policy file.
+    :param policy: the policy: a dict, JSON text, or the path of a policy file; plain, or a
+        signed envelope (``fieldcrypt policy sign``). None when ``policy_source`` is given.
     :param kms: KMS clients by name: ``"local"`` (``{"key_file": path}``, ``{"keys": {...}}``,
         ``{"secrets": {name: secret}}``; development only), ``"vault"``, ``"aws"``, ``"azure"``,
         ``"gcp"`` (each a dict of options or ``"from_env"``). Credentials come from here, never
@@ -102,13 +139,21 @@ class Codec:
         ``kms_retry_interval``.
     :param validate_json_schema: validate JSON Schema records against their writer schema.
     :param key_store: where per-subject data keys live (docs/SHREDDING.md): ``{"file": path,
-        "refresh": seconds}``.
+        "refresh": seconds}`` or ``{"kafka": {"bootstrap", "topic", "timeout", "create_topic",
+        "replication_factor", "properties"}}``.
+    :param trusted_keys: ``{key id: Ed25519 public key (Base64 or PEM)}``: the policy, given or
+        fetched, must be a signed envelope verified by one of them.
+    :param policy_source: follow a policy instead of being given one: ``{"file": path}``,
+        ``{"url": url, "headers": {...}}`` or ``{"kafka": {"bootstrap", "topic", "timeout",
+        "properties"}}``, with ``"policy_id"``, ``"interval"`` (seconds between background
+        fetches), ``"manual": True`` (fetch only on :meth:`reload`), ``"min_revision"``,
+        ``"allow_unsigned"`` (without ``trusted_keys``; development only).
     :raises Error: the subclass of the problem (``PolicyError``, ``ConfigError``...).
     """
 
     def __new__(
         cls,
-        policy: str | Mapping[str, Any] | os.PathLike[str],
+        policy: str | Mapping[str, Any] | os.PathLike[str] | None = None,
         *,
         kms: _KmsConfig | Mapping[str, Any],
         profile: str | None = None,
@@ -117,6 +162,8 @@ class Codec:
         limits: Mapping[str, float] | None = None,
         validate_json_schema: bool = False,
         key_store: Mapping[str, Any] | None = None,
+        trusted_keys: Mapping[str, str] | None = None,
+        policy_source: Mapping[str, Any] | None = None,
     ) -> Codec: ...
     def encrypt(
         self, topic: str, value: bytes | None, headers: _Headers = None, *, key: bytes | None = None
@@ -147,6 +194,15 @@ class Codec:
 
     def rotate_subject(self, subject: str) -> None:
         """Stores a new data key for a data subject; older records still decrypt."""
+
+    def reload(self) -> bool:
+        """Fetches the policy source now (the GIL released): True when a new revision is in
+        force, False when the source had nothing new. A refused document raises
+        :class:`PolicyError` (the policy in force stays); an unreachable source the error of
+        its kind; a codec with a fixed policy :class:`ConfigError`."""
+
+    def policy_status(self) -> PolicyStatus:
+        """The policy in force and the reload counters."""
 
 @final
 class AvroSerializer:
