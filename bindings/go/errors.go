@@ -32,8 +32,24 @@ const (
 	KindInvalidArgument    Kind = C.FC_ERR_INVALID_ARGUMENT
 	KindPanic              Kind = C.FC_ERR_PANIC
 	KindOther              Kind = C.FC_ERR_OTHER // an error kind newer than the ABI's list
-	KindKafka              Kind = C.FC_ERR_KAFKA // fieldcrypt-ffi-kafka only; not linked here
+	KindKafka              Kind = C.FC_ERR_KAFKA // fieldcrypt-ffi-kafka's own Kafka client only; not used here
 )
+
+// kinds are the kinds with a name of their own, for kindNamed.
+var kinds = []Kind{KindPolicy, KindConfig, KindRecord, KindFormat, KindUnsupportedVersion,
+	KindCrypto, KindKeyNotFound, KindAccessDenied, KindKMS, KindRegistry, KindLimitExceeded,
+	KindShredded, KindInvalidArgument, KindPanic, KindOther, KindKafka}
+
+// kindNamed is the kind whose String() is name (a kind the library reports by name, e.g. in
+// the policy status); KindOther for a name this binding does not know.
+func kindNamed(name string) Kind {
+	for _, k := range kinds {
+		if k.String() == name {
+			return k
+		}
+	}
+	return KindOther
+}
 
 // String is the core's name of the kind: "policy", "crypto", "key_not_found", ... ("unknown"
 // for a code the library does not know).

@@ -6,14 +6,17 @@
 // The binding is thin: it calls the C ABI of the Rust core (ffi/README.md) through cgo and
 // converts types. The crypto, the formats and the policy rules are the core's.
 //
-// The static library is linked by its full path, bindings/go/lib/libfieldcrypt_ffi.a (with
-// -L/-l the linker prefers the .so next to it and the binary then fails at start): run
-// bindings/go/run-tests.sh, or build it with cargo and copy it there (README.md).
+// By default the static library is linked by its full path, bindings/go/lib/libfieldcrypt_ffi.a
+// (with -L/-l the linker prefers the .so next to it and the binary then fails at start): run
+// bindings/go/run-tests.sh, or build it with cargo and copy it there (README.md). With the build
+// tag fieldcrypt_kafka the package links bindings/go/lib/libfieldcrypt_ffi_kafka.so instead: the
+// same functions with librdkafka inside (symbols hidden, so it coexists with
+// confluent-kafka-go's copy), needed for the Kafka key store and the Kafka policy source
+// (link_static.go, link_kafka.go; KafkaSupport says which one a binary has).
 package fieldcrypt
 
 /*
 #cgo CFLAGS: -I${SRCDIR}/../../ffi/include
-#cgo LDFLAGS: ${SRCDIR}/lib/libfieldcrypt_ffi.a -lm -ldl -lpthread
 #include <stdlib.h>
 #include "fieldcrypt.h"
 
@@ -91,6 +94,19 @@ type Config struct {
 	// Limits: dek_max_uses, dek_max_age, dek_cache_capacity, dek_cache_ttl, ... (seconds).
 	Limits             map[string]any `json:"limits,omitempty"`
 	ValidateJSONSchema bool           `json:"validate_json_schema,omitempty"`
+	// KeyStore is where per-subject data keys live (docs/SHREDDING.md):
+	// {"file": PATH, "refresh": secs} or {"kafka": {"bootstrap", "topic", ...}} (the latter
+	// needs KafkaSupport).
+	KeyStore map[string]any `json:"key_store,omitempty"`
+	// TrustedKeys are Ed25519 public keys (Base64 or PEM) by key id: the policy, given or
+	// fetched, must then be a signed envelope verified by one of them.
+	TrustedKeys map[string]string `json:"trusted_keys,omitempty"`
+	// PolicySource makes the codec follow a policy source instead of a policy given to
+	// NewCodec (pass a nil policy then): {"file": PATH} | {"url": URL, "headers": {...}} |
+	// {"kafka": {"bootstrap", "topic", ...}} (needs KafkaSupport), with "policy_id",
+	// "interval" (seconds), "manual" (true: only Codec.Reload fetches), "min_revision",
+	// "allow_unsigned".
+	PolicySource map[string]any `json:"policy_source,omitempty"`
 }
 
 // Schema is a writer schema given to the codec up front (Config.Schemas).
@@ -127,7 +143,11 @@ type Codec struct {
 	ptr *C.fc_codec
 }
 
-// NewCodec makes a codec from a policy (JSON text, docs/POLICY.md) and a configuration.
+// NewCodec makes a codec from a policy (JSON text, docs/POLICY.md, or a signed envelope) and a
+// configuration. With Config.PolicySource the policy is nil: the codec fetches it from the
+// source (an error, often KindPolicy, if the source cannot be read or the document does not
+// verify) and follows it (Reload, PolicyStatus). A policy and a source, or neither, is a
+// KindConfig error.
 func NewCodec(policyJSON []byte, config Config) (*Codec, error) {
 	cfg, err := json.Marshal(config)
 	if err != nil {
@@ -136,7 +156,8 @@ func NewCodec(policyJSON []byte, config Config) (*Codec, error) {
 	return NewCodecJSON(policyJSON, cfg)
 }
 
-// NewCodecJSON is NewCodec with the configuration as JSON text (empty = {}).
+// NewCodecJSON is NewCodec with the configuration as JSON text (empty = {}); the policy is nil
+// (or empty) when the configuration has a "policy_source".
 func NewCodecJSON(policyJSON, configJSON []byte) (*Codec, error) {
 	var ptr *C.fc_codec
 	var cerr C.fc_error
@@ -271,6 +292,92 @@ func (c *Codec) ClearKeyCache() error {
 		return takeError(st, cerr)
 	}
 	return nil
+}
+
+// Reload fetches the codec's policy source now (a codec made with Config.PolicySource; the
+// way to load a new revision when the source is "manual"). It returns true when a new revision
+// is now in force, false when the source had nothing new. A document that does not verify or
+// is not a valid policy is a KindPolicy error and the policy in force stays; an unreachable
+// source is a KindKMS (or other) error; a codec with a fixed policy gives KindConfig.
+func (c *Codec) Reload() (bool, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.ptr == nil {
+		return false, ErrClosed
+	}
+	var loaded C.bool
+	var cerr C.fc_error
+	st := C.fc_codec_reload(c.ptr, &loaded, &cerr)
+	runtime.KeepAlive(c)
+	if st != 0 {
+		return false, takeError(st, cerr)
+	}
+	return bool(loaded), nil
+}
+
+// PolicyStatus is the policy in force and the codec's reload counters (Codec.PolicyStatus).
+type PolicyStatus struct {
+	PolicyID string
+	Revision uint64
+	// SignedBy is the trusted key id whose signature verified the policy in force ("" when it
+	// was not verified).
+	SignedBy string
+	// Source names where the policy is read from ("" for a policy given to NewCodec).
+	Source string
+	// Loads counts the policies loaded, the first included; Rejections the documents refused
+	// (signature, parse, rollback, policy id); FetchErrors the failed reads of the source.
+	Loads       uint64
+	Rejections  uint64
+	FetchErrors uint64
+	// LastError is the last rejection or fetch error (nil when none): Kind and Message set,
+	// Index -1; errors.Is(status.LastError, ErrPolicy) works.
+	LastError *Error
+}
+
+// PolicyStatus returns the policy in force and the reload counters (for a fixed policy: one
+// load, no source).
+func (c *Codec) PolicyStatus() (PolicyStatus, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.ptr == nil {
+		return PolicyStatus{}, ErrClosed
+	}
+	var out C.fc_buf
+	var cerr C.fc_error
+	st := C.fc_codec_policy_status(c.ptr, &out, &cerr)
+	runtime.KeepAlive(c)
+	if st != 0 {
+		return PolicyStatus{}, takeError(st, cerr)
+	}
+	var doc struct {
+		PolicyID    string  `json:"policy_id"`
+		Revision    uint64  `json:"revision"`
+		SignedBy    *string `json:"signed_by"`
+		Source      *string `json:"source"`
+		Loads       uint64  `json:"loads"`
+		Rejections  uint64  `json:"rejections"`
+		FetchErrors uint64  `json:"fetch_errors"`
+		LastError   *struct {
+			Kind    string `json:"kind"`
+			Message string `json:"message"`
+		} `json:"last_error"`
+	}
+	if err := json.Unmarshal(takeBuf(out), &doc); err != nil {
+		return PolicyStatus{}, &Error{Kind: KindInvalidArgument, Index: -1,
+			Message: "malformed policy status from the library: " + err.Error()}
+	}
+	s := PolicyStatus{PolicyID: doc.PolicyID, Revision: doc.Revision, Loads: doc.Loads,
+		Rejections: doc.Rejections, FetchErrors: doc.FetchErrors}
+	if doc.SignedBy != nil {
+		s.SignedBy = *doc.SignedBy
+	}
+	if doc.Source != nil {
+		s.Source = *doc.Source
+	}
+	if e := doc.LastError; e != nil {
+		s.LastError = &Error{Kind: kindNamed(e.Kind), Index: -1, Message: e.Message}
+	}
+	return s, nil
 }
 
 func (c *Codec) one(encrypt bool, topic string, key, value []byte, headers []Header) (Record, error) {

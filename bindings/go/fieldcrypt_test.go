@@ -431,7 +431,6 @@ func TestPolicyErrors(t *testing.T) {
 	policy := fctest.Read(t, fctest.PolicyPath)
 	for name, p := range map[string]string{
 		"not JSON":      `{not json`,
-		"empty":         ``,
 		"unknown field": strings.Replace(string(policy), `"revision"`, `"bogus": 1, "revision"`, 1),
 		"bad scheme":    strings.Replace(string(policy), `"local://demo-kek"`, `"ftp://nope"`, 1),
 	} {
@@ -471,6 +470,13 @@ func TestConfigErrors(t *testing.T) {
 				t.Errorf("the message names the option: %q", fe.Message)
 			}
 		})
+	}
+	// No policy text (and no policy_source in the configuration): nothing to follow.
+	for _, p := range [][]byte{nil, {}} {
+		_, err := fieldcrypt.NewCodec(p, fieldcrypt.Config{KMS: fctest.LocalKMS()})
+		if fe := wantKind(t, err, fieldcrypt.KindConfig, fieldcrypt.ErrConfig); !strings.Contains(fe.Message, "policy_source") {
+			t.Errorf("the message says how to give a policy: %q", fe.Message)
+		}
 	}
 	// A KEK scheme with no KMS client configured fails when a record needs it.
 	bare, err := fieldcrypt.NewCodec(policy, fieldcrypt.Config{})

@@ -12,13 +12,23 @@
 # 1. `cargo build --release -p fieldcrypt-ffi` (honours CARGO_TARGET_DIR; the target directory
 #    is read from cargo's metadata) and a copy of libfieldcrypt_ffi.a into bindings/go/lib/,
 #    where the cgo directives link it by its full path (lib/ is not committed);
-# 2. the fieldcrypt CLI, for the Rust <-> Go interop tests (exported as FIELDCRYPT_BIN);
-# 3. `go vet ./...` and `go test -race -count=1 ./...` in bindings/go. Go modules come from the
-#    module proxy (go.sum is committed); Go is `go` on PATH, else /usr/local/go/bin/go.
+# 2. (tests only) `cargo build --release -p fieldcrypt-ffi-kafka`, a cargo invocation of its own
+#    (built together, cargo would unify features and put librdkafka into libfieldcrypt_ffi.a), and
+#    a copy of libfieldcrypt_ffi_kafka.so into bindings/go/lib/, linked with -tags fieldcrypt_kafka;
+# 3. the fieldcrypt CLI, for the Rust <-> Go interop tests (exported as FIELDCRYPT_BIN);
+# 4. `go vet ./...` and `go test -race -count=1 ./...` in bindings/go; then, against the kafka
+#    library, `go vet -tags fieldcrypt_kafka ./...` and
+#    `go test -race -count=1 -tags fieldcrypt_kafka -run '^TestGovernance' ./...` (the governance
+#    tests, with the broker scenario). Go modules come from the module proxy (go.sum is
+#    committed); Go is `go` on PATH, else /usr/local/go/bin/go. GO TEST ARGS go to both runs
+#    (after -run in the second, so a -run of yours wins there).
 #
-# The broker test (kafkaserde: confluent-kafka-go's Producer and Consumer through Kafka) runs when
-# FIELDCRYPT_KAFKA is set (and FIELDCRYPT_REGISTRY, if set, serves the schema); it fails (never
-# skips) when FIELDCRYPT_SERVER_TESTS=1 or FIELDCRYPT_REGISTRY is set without FIELDCRYPT_KAFKA:
+# The broker tests (kafkaserde: confluent-kafka-go's Producer and Consumer through Kafka; the
+# governance scenario: policies published with confluent-kafka-go, a Kafka policy source and key
+# store in libfieldcrypt_ffi_kafka, in one process) run when FIELDCRYPT_KAFKA is set (and
+# FIELDCRYPT_REGISTRY, if set, serves the schema); they fail (never skip) when
+# FIELDCRYPT_SERVER_TESTS=1 (or, for kafkaserde, FIELDCRYPT_REGISTRY) is set without
+# FIELDCRYPT_KAFKA:
 #
 #   FIELDCRYPT_RUN=/tmp/fc-go scripts/servers.sh start all
 #   eval "$(FIELDCRYPT_RUN=/tmp/fc-go scripts/servers.sh env)" && bindings/go/run-tests.sh
@@ -81,6 +91,23 @@ if [ "$mode" = vectors ]; then
   exit "$status"
 fi
 
+# --- the Kafka-capable library, for the -tags fieldcrypt_kafka run ------------------------------
+if [ "$mode" = test ]; then
+  cd "$root"
+  log "cargo build --release -p fieldcrypt-ffi-kafka (a separate invocation: no feature unification)"
+  start=$(now_ms)
+  "$CARGO" build --quiet --release -p fieldcrypt-ffi-kafka
+  so="$(cargo_target_dir "$root")/release/libfieldcrypt_ffi_kafka.so"
+  [ -f "$so" ] || die "no $so after the build"
+  if ! cmp -s "$so" "$here/lib/libfieldcrypt_ffi_kafka.so"; then
+    # Through a rename: a process that has the old copy mapped keeps it intact.
+    cp "$so" "$here/lib/.libfieldcrypt_ffi_kafka.so.tmp"
+    mv -f "$here/lib/.libfieldcrypt_ffi_kafka.so.tmp" "$here/lib/libfieldcrypt_ffi_kafka.so"
+  fi
+  log "kafka library built and copied to bindings/go/lib/ in $(elapsed "$start")"
+  cd "$here"
+fi
+
 # --- the CLI, for the interop tests -------------------------------------------------------------
 build_cli "$root" python3
 
@@ -126,5 +153,13 @@ fi
 log "go test -race -count=1 ./..."
 status=0
 go test -race -count=1 "$@" ./... || status=$?
+if [ "$status" = 0 ]; then log "passed (static library)"; else log "FAILED (static library)"; fi
+
+log "go vet -tags fieldcrypt_kafka ./..."
+go vet -tags fieldcrypt_kafka ./... || status=$?
+log "go test -race -count=1 -tags fieldcrypt_kafka -run '^TestGovernance' ./... (libfieldcrypt_ffi_kafka.so)"
+kstatus=0
+go test -race -count=1 -tags fieldcrypt_kafka -run '^TestGovernance' "$@" ./... || kstatus=$?
+if [ "$kstatus" = 0 ]; then log "passed (kafka library)"; else log "FAILED (kafka library)"; status=$kstatus; fi
 if [ "$status" = 0 ]; then log "all passed"; else log "FAILED"; fi
 exit "$status"
