@@ -9,16 +9,23 @@
 #   bindings/java/run-tests.sh xtest-peer OUTDIR   builds the matrix peer (dev.fieldcrypt.xtest.Peer)
 #                                                  and writes its launcher OUTDIR/peer-java (Java 17)
 #
-# 1. `cargo build --release -p fieldcrypt-ffi` (honours CARGO_TARGET_DIR; the directory is read
-#    from cargo's metadata) and the fieldcrypt CLI for the Rust <-> Java tests (FIELDCRYPT_BIN);
-# 2. on Java 17 (JAVA17_HOME, else a JDK 17 under /usr/lib/jvm): `mvn -B test`, then
-#    `mvn -B package -DskipTests`: the jar, with libfieldcrypt_ffi.so bundled under linux-x86-64/;
-# 3. on Java 25 (JAVA25_HOME, else a JDK 25 under /usr/lib/jvm): the same test classes against
-#    that jar (`mvn surefire:test -Djvm=...`, with --enable-native-access=ALL-UNNAMED).
-# Fails if either run fails. Maven's local repository: ${FIELDCRYPT_CACHE:-~/.cache/fieldcrypt}/m2.
+# 1. `cargo build --release -p fieldcrypt-ffi`, then, in a separate invocation (one would unify
+#    features and put librdkafka into libfieldcrypt_ffi), `cargo build --release -p
+#    fieldcrypt-ffi-kafka` (honours CARGO_TARGET_DIR; the directory is read from cargo's
+#    metadata), and the fieldcrypt CLI for the Rust <-> Java tests (FIELDCRYPT_BIN);
+# 2. on Java 17 (JAVA17_HOME, else a JDK 17 under /usr/lib/jvm): `mvn -B test` (library
+#    fieldcrypt_ffi; GovernanceBrokerTest excluded), then the governance broker scenario alone
+#    with the kafka library (`-Dtest=GovernanceBrokerTest -Dfieldcrypt.library=fieldcrypt_ffi_kafka`,
+#    found through -Djna.library.path), then `mvn -B package -DskipTests`: the jar, with
+#    libfieldcrypt_ffi.so bundled under linux-x86-64/;
+# 3. on Java 25 (JAVA25_HOME, else a JDK 25 under /usr/lib/jvm): the same two runs against that
+#    jar (`mvn surefire:test -Djvm=...`, with --enable-native-access=ALL-UNNAMED).
+# Fails if any run fails. MAVEN ARGS go to every run (the governance runs' own -Dtest comes after
+# them). Maven's local repository: ${FIELDCRYPT_CACHE:-~/.cache/fieldcrypt}/m2.
 #
-# The broker tests (a KafkaProducer and a KafkaConsumer through a real broker) run when
-# FIELDCRYPT_KAFKA is set, and fail when FIELDCRYPT_SERVER_TESTS=1 but FIELDCRYPT_KAFKA is not:
+# The broker tests (a KafkaProducer and a KafkaConsumer through a real broker; the governance
+# scenario of schemas/governance/README.md) run when FIELDCRYPT_KAFKA is set, and fail when
+# FIELDCRYPT_SERVER_TESTS=1 but FIELDCRYPT_KAFKA is not:
 #
 #   eval "$(scripts/servers.sh env)" && bindings/java/run-tests.sh
 set -euo pipefail
@@ -82,6 +89,13 @@ start=$(now_ms)
 libdir="$(cargo_target_dir "$root")/release"
 [ -f "$libdir/libfieldcrypt_ffi.so" ] || die "no $libdir/libfieldcrypt_ffi.so after the build"
 log "native library $libdir/libfieldcrypt_ffi.so ($(elapsed "$start"))"
+if [ "$mode" = test ]; then
+  # Separately: one cargo invocation for both would unify features (librdkafka in fieldcrypt_ffi).
+  start=$(now_ms)
+  "$CARGO" build --quiet --release -p fieldcrypt-ffi-kafka
+  [ -f "$libdir/libfieldcrypt_ffi_kafka.so" ] || die "no $libdir/libfieldcrypt_ffi_kafka.so after the build"
+  log "native library $libdir/libfieldcrypt_ffi_kafka.so ($(elapsed "$start"))"
+fi
 
 java17="$(jdk_home 17 JAVA17_HOME)"
 mvn_args=(-B -q -f "$here/pom.xml" "-Dmaven.repo.local=$CACHE/m2" "-Dfieldcrypt.native.dir=$libdir")
@@ -181,6 +195,22 @@ start=$(now_ms)
 JAVA_HOME="$java17" mvn "${mvn_args[@]}" test "$@" || status=1
 summary+=("$(counts java17)")
 log "${summary[-1]} ($(elapsed "$start"))"
+
+# governance JAVA_HOME LABEL [MAVEN ARGS...]: the governance broker scenario alone, with the
+# kafka library (librdkafka inside; from $libdir, not the jar).
+governance() {
+  local home=$1 label=$2
+  shift 2
+  log "$label: GovernanceBrokerTest with fieldcrypt_ffi_kafka"
+  rm -rf "$here/target/surefire-reports"
+  start=$(now_ms)
+  JAVA_HOME="$home" mvn "${mvn_args[@]}" "$@" -Dtest=GovernanceBrokerTest \
+    -Dfieldcrypt.library=fieldcrypt_ffi_kafka || status=1
+  summary+=("$(counts "$label")")
+  log "${summary[-1]} ($(elapsed "$start"))"
+}
+governance "$java17" "java17 kafka library" test "$@" "-Dfieldcrypt.test.jvmArgs=-Djna.library.path=$libdir"
+
 JAVA_HOME="$java17" mvn "${mvn_args[@]}" package -DskipTests || die "mvn package failed"
 jar="$here/target/fieldcrypt-0.1.0.jar"
 [ -f "$jar" ] || die "no $jar after mvn package"
@@ -194,6 +224,9 @@ JAVA_HOME="$java17" mvn "${mvn_args[@]}" surefire:test "$@" "-Djvm=$java25/bin/j
   "-Dfieldcrypt.test.classes=$jar" "-Dfieldcrypt.test.jvmArgs=--enable-native-access=ALL-UNNAMED" || status=1
 summary+=("$(counts java25)")
 log "${summary[-1]} ($(elapsed "$start"))"
+governance "$java17" "java25 kafka library" surefire:test "$@" "-Djvm=$java25/bin/java" \
+  "-Dfieldcrypt.test.classes=$jar" \
+  "-Dfieldcrypt.test.jvmArgs=--enable-native-access=ALL-UNNAMED -Djna.library.path=$libdir"
 
 for line in "${summary[@]}"; do echo "$line"; done
 if [ "$status" = 0 ]; then log "all passed"; else log "FAILED"; fi

@@ -46,7 +46,8 @@ public final class Codec implements AutoCloseable {
     /**
      * A codec for a policy.
      *
-     * @param policyJson the policy document (docs/POLICY.md), JSON text
+     * @param policyJson the policy document (docs/POLICY.md), JSON text: a policy, or a signed
+     *     envelope (verified against the configuration's {@code trusted_keys})
      * @param configJson the configuration (ffi/README.md, "Configuration JSON": {@code kms},
      *     {@code profile}, {@code registry}, {@code schemas}, {@code limits}...), JSON text;
      *     {@code null} or empty for none
@@ -54,12 +55,16 @@ public final class Codec implements AutoCloseable {
      * @throws ConfigException if the configuration is
      */
     public Codec(String policyJson, String configJson) {
-        Objects.requireNonNull(policyJson, "policyJson");
-        byte[] policy = utf8(policyJson);
+        this(utf8(Objects.requireNonNull(policyJson, "policyJson")), configJson);
+    }
+
+    private Codec(byte[] policy, String configJson) {
         byte[] config = configJson == null ? new byte[0] : utf8(configJson);
         long[] out = new long[1];
         long[] err = new long[Ffi.ERROR_LONGS];
-        int status = Ffi.fc_codec_new(policy, policy.length, config, config.length, out, err);
+        int status = policy == null
+                ? Ffi.fc_codec_new(null, 0, config, config.length, out, err)
+                : Ffi.fc_codec_new(policy, policy.length, config, config.length, out, err);
         if (status != 0) {
             throw Ffi.error(status, err);
         }
@@ -67,9 +72,84 @@ public final class Codec implements AutoCloseable {
         cleanable = CLEANER.register(this, handle);
     }
 
+    /**
+     * A codec whose policy comes from the configuration's {@code policy_source} (a file, a URL,
+     * or a Kafka topic: docs/POLICY.md, "In the configuration document"): fetched and verified
+     * against {@code trusted_keys} now, then followed, by polling every {@code interval} seconds
+     * or, with {@code "manual": true}, only on {@link #reload()}.
+     *
+     * <p>A Kafka policy source or key store needs the native library with librdkafka inside:
+     * run with {@code -Dfieldcrypt.library=fieldcrypt_ffi_kafka} (see {@link #library()}); the
+     * default library refuses them with a {@link ConfigException}.
+     *
+     * @param configJson the configuration, JSON text, with a {@code policy_source}
+     * @throws ConfigException if the configuration is invalid or has no {@code policy_source}
+     * @throws PolicyException if the fetched policy is refused (signature, policy id, revision...)
+     * @throws FieldcryptException of the source's kind if the source cannot be read
+     */
+    public static Codec fromConfig(String configJson) {
+        return new Codec((byte[]) null, Objects.requireNonNull(configJson, "configJson"));
+    }
+
     /** The library's version, e.g. "0.1.0". */
     public static String version() {
         return Ffi.cString(Ffi.fc_version());
+    }
+
+    /**
+     * The native library this JVM uses, as JNA was asked for it: the system property
+     * {@code fieldcrypt.library}, read once when the library is first loaded, else
+     * {@code "fieldcrypt_ffi"}. {@code "fieldcrypt_ffi_kafka"} is the one with librdkafka inside
+     * (the Kafka key store and the Kafka policy source work only there).
+     */
+    public static String library() {
+        return Ffi.LIBRARY;
+    }
+
+    /**
+     * Fetches the policy source now (a codec made by {@link #fromConfig}). On a failure the
+     * policy in force stays and the failure is counted in {@link #policyStatus()}.
+     *
+     * @return {@code true} when a new revision is now in force, {@code false} when the source had
+     *     nothing new
+     * @throws PolicyException if the fetched document is refused (a bad signature, an older
+     *     revision, another policy id...)
+     * @throws ConfigException if the codec has a fixed policy (no {@code policy_source})
+     * @throws FieldcryptException if the source cannot be read (counted in
+     *     {@link PolicyStatus#fetchErrors()}; the policy in force stays)
+     */
+    public boolean reload() {
+        long p = acquire();
+        try {
+            byte[] loaded = new byte[1];
+            long[] err = new long[Ffi.ERROR_LONGS];
+            int status = Ffi.fc_codec_reload(p, loaded, err);
+            if (status != 0) {
+                throw Ffi.error(status, err);
+            }
+            return loaded[0] != 0;
+        } finally {
+            release();
+        }
+    }
+
+    /** The policy in force (id, revision, who signed it, where it came from) and the reload counters. */
+    public PolicyStatus policyStatus() {
+        long p = acquire();
+        long[] out = new long[Ffi.BUF_LONGS];
+        try {
+            long[] err = new long[Ffi.ERROR_LONGS];
+            int status = Ffi.fc_codec_policy_status(p, out, err);
+            if (status != 0) {
+                throw Ffi.error(status, err);
+            }
+            return PolicyStatus.parse(new String(Ffi.bytes(out), StandardCharsets.UTF_8));
+        } finally {
+            if (out[0] != 0) {
+                Ffi.fc_buf_free(out);
+            }
+            release();
+        }
     }
 
     /**
@@ -132,7 +212,6 @@ public final class Codec implements AutoCloseable {
         }
     }
 
-    /** Forgets the cached data keys (the next records fetch or create them through the KMS again). */
     /**
      * Crypto-shreds a data subject (docs/SHREDDING.md): deletes its data keys from the codec's key
      * store, so none of its records decrypts again.
@@ -170,6 +249,7 @@ public final class Codec implements AutoCloseable {
         }
     }
 
+    /** Forgets the cached data keys (the next records fetch or create them through the KMS again). */
     public void clearKeyCache() {
         long p = acquire();
         try {

@@ -14,14 +14,27 @@ import java.nio.charset.StandardCharsets;
  * out-parameters as {@code long[]} that JNA copies back after the call: {@code fc_codec **} is
  * {@code long[1]}, {@code fc_buf} (data, len, cap) {@code long[3]}, {@code fc_error} (status and
  * retryable as two int32 in element 0, index, then the message's fc_buf) {@code long[5]},
- * {@code fc_stats} {@code long[13]}.
+ * {@code fc_stats} {@code long[13]}; {@code bool *} is {@code byte[1]}.
  *
  * <p>The library is {@code libfieldcrypt_ffi.so}, found by JNA in {@code jna.library.path}, the
  * system's library path ({@code LD_LIBRARY_PATH}), or on the class path under
- * {@code linux-x86-64/} (the jar built by run-tests.sh bundles it there).
+ * {@code linux-x86-64/} (the jar built by run-tests.sh bundles it there). The system property
+ * {@value #LIBRARY_PROPERTY} names another library with the same C functions, read once when the
+ * first codec is made: {@code fieldcrypt_ffi_kafka} ({@code libfieldcrypt_ffi_kafka.so}, crate
+ * {@code ffi/kafka}: librdkafka inside, with its symbols hidden) is the one whose codecs can use
+ * the Kafka key store and the Kafka policy source. One JVM loads one of them.
  */
 final class Ffi {
-    static final String LIBRARY = "fieldcrypt_ffi";
+    /** The system property that names the native library (JNA's name, or a path). */
+    static final String LIBRARY_PROPERTY = "fieldcrypt.library";
+    /** The default library: no librdkafka inside (Kafka options fail with a config error). */
+    static final String DEFAULT_LIBRARY = "fieldcrypt_ffi";
+    static final String LIBRARY = library();
+
+    private static String library() {
+        String name = System.getProperty(LIBRARY_PROPERTY);
+        return name == null || name.isBlank() ? DEFAULT_LIBRARY : name.strip();
+    }
 
     static {
         if (Native.POINTER_SIZE != 8 || Native.SIZE_T_SIZE != 8) {
@@ -30,8 +43,10 @@ final class Ffi {
         try {
             Native.register(Ffi.class, LIBRARY);
         } catch (UnsatisfiedLinkError e) {
-            UnsatisfiedLinkError hint = new UnsatisfiedLinkError("fieldcrypt: cannot load libfieldcrypt_ffi.so"
-                    + " (build it: cargo build --release -p fieldcrypt-ffi); point -Djna.library.path or"
+            String crate = LIBRARY.equals("fieldcrypt_ffi_kafka") ? "fieldcrypt-ffi-kafka" : "fieldcrypt-ffi";
+            UnsatisfiedLinkError hint = new UnsatisfiedLinkError("fieldcrypt: cannot load the native library "
+                    + LIBRARY + " (-D" + LIBRARY_PROPERTY + "; build it: cargo build --release -p " + crate
+                    + "); point -Djna.library.path or"
                     + " LD_LIBRARY_PATH at its directory, or bundle it in the jar under linux-x86-64/. " + e.getMessage());
             hint.initCause(e);
             throw hint;
@@ -68,6 +83,10 @@ final class Ffi {
     static native int fc_codec_shred(long codec, byte[] subject, long subjectLen, long[] keysOut, long[] err);
 
     static native int fc_codec_rotate_subject(long codec, byte[] subject, long subjectLen, long[] err);
+
+    static native int fc_codec_reload(long codec, byte[] loadedOut, long[] err);
+
+    static native int fc_codec_policy_status(long codec, long[] statusOut, long[] err);
 
     static native void fc_buf_free(long[] buf);
 

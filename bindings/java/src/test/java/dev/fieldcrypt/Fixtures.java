@@ -17,6 +17,8 @@ public final class Fixtures {
     public static final Path POLICY = ROOT.resolve("schemas/policies/demo.json");
     public static final Path KEYS = ROOT.resolve("schemas/keys/local-dev.json");
     public static final Path PAYMENT = ROOT.resolve("schemas/payment/payment.json");
+    /** The signed policies and trusted keys of the governance scenario (schemas/governance/README.md). */
+    public static final Path GOVERNANCE = ROOT.resolve("schemas/governance");
 
     /** The payment record's PII (the demo policy's rule payment-pii). */
     public static final List<String> PII =
@@ -82,6 +84,44 @@ public final class Fixtures {
     /** The standard workload's payment record, compact. */
     public static byte[] payment() {
         return Json.write(Json.parse(read(PAYMENT))).getBytes(UTF_8);
+    }
+
+    /** A file of schemas/governance, as text. */
+    public static String governance(String file) {
+        return read(GOVERNANCE.resolve(file));
+    }
+
+    /**
+     * The governance scenario's configuration: the local KMS secret of its policies, its trusted
+     * keys, and {@code policySource} and {@code keyStore} (JSON objects), plus {@code extra}
+     * members (JSON, may be empty).
+     */
+    public static String governanceConfig(String policySource, String keyStore, String extra) {
+        return "{\"kms\": {\"local\": {\"secrets\": {\"governance\": \"governance-test-secret\"}}},"
+                + " \"trusted_keys\": " + governance("trusted-keys.json").strip() + ","
+                + " \"policy_source\": " + policySource + ", \"key_store\": " + keyStore
+                + (extra.isEmpty() ? "" : ", " + extra) + "}";
+    }
+
+    /** A record of the governance scenario's topics: a customer with an email and a card number. */
+    public static byte[] governanceCustomer(String id) {
+        Map<String, Object> doc = new LinkedHashMap<>();
+        doc.put("customer_id", id);
+        doc.put("email", id + "@example.com");
+        doc.put("card", "4111-" + id);
+        return Json.write(doc).getBytes(UTF_8);
+    }
+
+    /** Which of a governance customer's PII values ("email", "card") an encrypted value still shows. */
+    public static List<String> inClear(byte[] value, String id) {
+        List<String> shown = new ArrayList<>();
+        if (contains(value, id + "@example.com")) {
+            shown.add("email");
+        }
+        if (contains(value, "4111-" + id)) {
+            shown.add("card");
+        }
+        return shown;
     }
 
     public static byte[] utf8(String s) {

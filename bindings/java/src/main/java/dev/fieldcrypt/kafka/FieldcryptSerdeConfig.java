@@ -13,7 +13,11 @@ import org.apache.kafka.common.config.ConfigException;
  * makes them from class names ({@code value.serializer=dev.fieldcrypt.kafka.EncryptingSerializer}).
  */
 public final class FieldcryptSerdeConfig {
-    /** The policy: JSON text (starting with '{') or the path of a policy file. Required unless {@link #CODEC}. */
+    /**
+     * The policy: JSON text (starting with '{') or the path of a policy file. Required unless
+     * {@link #CODEC}, or a {@link #CONFIG} with a {@code policy_source} (then leave it out: the
+     * codec is {@link Codec#fromConfig}).
+     */
     public static final String POLICY = "fieldcrypt.policy";
     /** The codec's configuration (kms, profile, registry...): JSON text or a file path. Optional. */
     public static final String CONFIG = "fieldcrypt.config";
@@ -42,13 +46,17 @@ public final class FieldcryptSerdeConfig {
         throw new ConfigException(CODEC, c.getClass().getName(), "not a dev.fieldcrypt.Codec");
     }
 
-    /** A new codec from {@link #POLICY} and {@link #CONFIG}. */
+    /** A new codec from {@link #POLICY} and {@link #CONFIG} (only the latter with a {@code policy_source}). */
     static Codec newCodec(Map<String, ?> configs) {
         Object policy = configs.get(POLICY);
-        if (policy == null) {
-            throw new ConfigException("missing " + POLICY + " (policy JSON or file) or " + CODEC);
-        }
         Object config = configs.get(CONFIG);
+        if (policy == null && config == null) {
+            throw new ConfigException("missing " + POLICY + " (policy JSON or file) or " + CODEC
+                    + " (or a " + CONFIG + " with a policy_source)");
+        }
+        if (policy == null) {
+            return Codec.fromConfig(text(CONFIG, config));
+        }
         return new Codec(text(POLICY, policy), config == null ? null : text(CONFIG, config));
     }
 
