@@ -297,8 +297,9 @@ func (c *Codec) ClearKeyCache() error {
 // Reload fetches the codec's policy source now (a codec made with Config.PolicySource; the
 // way to load a new revision when the source is "manual"). It returns true when a new revision
 // is now in force, false when the source had nothing new. A document that does not verify or
-// is not a valid policy is a KindPolicy error and the policy in force stays; an unreachable
-// source is a KindKMS (or other) error; a codec with a fixed policy gives KindConfig.
+// is not a valid policy is a KindPolicy error and the policy in force stays; so is an
+// unreachable source (retryable, counted in FetchErrors); a codec with a fixed policy gives
+// KindConfig.
 func (c *Codec) Reload() (bool, error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()

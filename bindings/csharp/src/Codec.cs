@@ -221,9 +221,9 @@ namespace Fieldcrypt
 
         /// <summary>Fetches the policy source now (a codec made by <see cref="FromConfig"/>).
         /// True when a new revision is in force, false when the source had nothing new. A
-        /// document that does not verify or parse is a <see cref="PolicyException"/>, an
-        /// unreachable source a <see cref="KmsException"/> (or another kind); either way the policy
-        /// in force stays. A codec with a fixed policy: <see cref="ConfigException"/>.</summary>
+        /// document that does not verify or parse, and an unreachable source, are a
+        /// <see cref="PolicyException"/> (the latter retryable); either way the policy in force
+        /// stays. A codec with a fixed policy: <see cref="ConfigException"/>.</summary>
         public bool Reload()
         {
             var err = new FcError();
