@@ -7,13 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use fieldcrypt::keystore::{FileKeyStore, KafkaKeyStore, KeyStore, StoredDek, SubjectId, DEFAULT_KEY_TOPIC};
+use fieldcrypt::keystore::{
+    FileKeyStore, KafkaKeyStore, KafkaKeyStoreOptions, KeyStore, StoredDek, SubjectId, DEFAULT_KEY_TOPIC,
+};
 use fieldcrypt::{Codec, LocalKms, Policy};
 use serde_json::json;
 
 use crate::fail::{Failure, Outcome};
 use crate::progress;
 use crate::records::{load_config, load_policy};
+use crate::topic::client_config;
 
 /// Where the data keys are: `file:PATH` or `kafka:HOST:PORT[,HOST:PORT...][/TOPIC]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,11 +49,23 @@ impl FromStr for StoreSpec {
     }
 }
 
-impl StoreSpec {
-    /// Opens the store; `must_exist` refuses a file store that is not there (a mistyped path
-    /// would otherwise list nothing or shred nothing, successfully).
+#[derive(Args, Debug)]
+pub struct StoreArg {
+    /// The key store: file:PATH (a JSON-lines file) or kafka:HOST:PORT[/TOPIC] (a compacted
+    /// topic, default _fieldcrypt_keys).
+    #[arg(long, value_name = "STORE")]
+    pub store: StoreSpec,
+    /// Extra librdkafka client properties for a kafka: store (security.protocol=SASL_SSL,
+    /// sasl.mechanism=..., ssl.ca.location=...).
+    #[arg(long = "kafka-property", value_name = "KEY=VALUE", value_parser = crate::topic::key_value)]
+    pub properties: Vec<(String, String)>,
+}
+
+impl StoreArg {
+    /// Opens the store; `must_exist` refuses a store that is not there — a file, or a key topic
+    /// (a mistyped path or topic would otherwise list nothing or shred nothing, successfully).
     pub fn open(&self, must_exist: bool) -> Result<Arc<dyn KeyStore>, Failure> {
-        match self {
+        match &self.store {
             StoreSpec::File(path) => {
                 if must_exist && !path.exists() {
                     return Err(Failure::usage(format!("no key store file at {}", path.display())));
@@ -61,21 +76,15 @@ impl StoreSpec {
             }
             StoreSpec::Kafka { bootstrap, topic } => {
                 let spinner = progress::spinner(&format!("reading key topic {topic} from {bootstrap}"));
-                let store = KafkaKeyStore::open(bootstrap, topic)
+                let options =
+                    KafkaKeyStoreOptions { topic: topic.clone(), create_topic: !must_exist, ..Default::default() };
+                let store = KafkaKeyStore::open_with(&client_config(bootstrap, &self.properties), &options)
                     .map_err(|e| Failure::setup(&format!("key store topic {topic:?} on {bootstrap}"), e));
                 spinner.finish_and_clear();
                 Ok(Arc::new(store?))
             }
         }
     }
-}
-
-#[derive(Args, Debug)]
-pub struct StoreArg {
-    /// The key store: file:PATH (a JSON-lines file) or kafka:HOST:PORT[/TOPIC] (a compacted
-    /// topic, default _fieldcrypt_keys).
-    #[arg(long, value_name = "STORE")]
-    pub store: StoreSpec,
 }
 
 #[derive(Subcommand, Debug)]
@@ -103,6 +112,7 @@ the raw customer ids.")]
     #[command(after_help = "\
 Examples:
   fieldcrypt keys shred cust-42 --store kafka:kafka-1:9092 --yes
+  fieldcrypt keys shred cust-42 --store kafka:kafka-1:9093 --kafka-property security.protocol=SSL --yes
   fieldcrypt keys shred 5f1c0a... --by-id --store file:keys.jsonl --yes
 
 Every record of the subject encrypted under those keys becomes unreadable in every consumer
@@ -157,10 +167,10 @@ the subject is shredded.")]
 
 pub fn run(command: &KeysCommand) -> Outcome {
     match command {
-        KeysCommand::List { store, subject, json } => list(&store.store, subject.as_deref(), *json),
-        KeysCommand::Shred { subject, store, by_id, yes } => shred(&store.store, subject, *by_id, *yes),
+        KeysCommand::List { store, subject, json } => list(store, subject.as_deref(), *json),
+        KeysCommand::Shred { subject, store, by_id, yes } => shred(store, subject, *by_id, *yes),
         KeysCommand::Rotate { subject, store, policy, kek, algorithm, local_keys, config } => rotate(
-            &store.store,
+            store,
             subject,
             policy.as_deref(),
             kek.as_deref(),
@@ -186,7 +196,7 @@ fn subject_id(subject: &str, by_id: bool) -> Result<SubjectId, Failure> {
         .map_err(|e| Failure::usage(format!("{subject:?} is not a subject id: {e}")))
 }
 
-fn list(spec: &StoreSpec, subject: Option<&str>, as_json: bool) -> Outcome {
+fn list(spec: &StoreArg, subject: Option<&str>, as_json: bool) -> Outcome {
     let store = spec.open(true)?;
     let wanted = subject.map(SubjectId::of);
     let keys: Vec<StoredDek> = store
@@ -251,7 +261,7 @@ fn confirm(question: &str) -> Result<bool, Failure> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }
 
-fn shred(spec: &StoreSpec, subject: &str, by_id: bool, yes: bool) -> Outcome {
+fn shred(spec: &StoreArg, subject: &str, by_id: bool, yes: bool) -> Outcome {
     let id = subject_id(subject, by_id)?;
     let store = spec.open(true)?;
     if !yes {
@@ -289,7 +299,7 @@ fn kek_policy(kek: &str, algorithm: &str) -> Result<Policy, Failure> {
 }
 
 fn rotate(
-    spec: &StoreSpec,
+    spec: &StoreArg,
     subject: &str,
     policy: Option<&std::path::Path>,
     kek: Option<&str>,

@@ -350,7 +350,7 @@ fn publish_unsigned(
         .set("acks", "all")
         .set("message.timeout.ms", target.timeout.as_millis().to_string())
         .create_with_context(Reports(reports.clone()))
-        .map_err(|e| Failure::usage(format!("kafka client: {e}")))?;
+        .map_err(|e| Failure::usage(format!("kafka client: {}", fieldcrypt::kafka::client_creation_error(&e))))?;
     producer
         .send(BaseRecord::<str, str>::to(topic).key(id).payload(text))
         .map_err(|(e, _)| Failure::unreachable(format!("publishing to {topic:?}: {e}")))?;

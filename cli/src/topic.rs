@@ -72,7 +72,7 @@ impl TopicReader {
             .set("enable.partition.eof", "false")
             .set("allow.auto.create.topics", "false")
             .create()
-            .map_err(|e| Failure::usage(format!("kafka client: {e}")))?;
+            .map_err(|e| Failure::usage(format!("kafka client: {}", fieldcrypt::kafka::client_creation_error(&e))))?;
         let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT).map_err(|e| kafka("metadata", e))?;
         let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
             return Err(Failure::failed(format!("topic {topic:?} not found")));

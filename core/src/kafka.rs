@@ -19,6 +19,23 @@ use rdkafka::util::Timeout;
 
 use crate::{Codec, Record, Result};
 
+/// Why a Kafka client could not be made, without the values of its settings: librdkafka's own
+/// message for a rejected setting repeats the value, and settings hold passwords
+/// (`sasl.password`, `ssl.key.password`).
+pub fn client_creation_error(e: &KafkaError) -> String {
+    match e {
+        KafkaError::ClientConfig(code, _, key, _) => {
+            let why = match code {
+                rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN => "there is no such setting",
+                rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_INVALID => "its value is not valid",
+                _ => "it is not accepted",
+            };
+            format!("client setting {key:?}: {why}")
+        }
+        other => other.to_string(),
+    }
+}
+
 /// The record headers of an rdkafka message, as borrowed name/value pairs.
 pub fn headers_of<M: Message>(message: &M) -> Vec<(&str, Option<&[u8]>)> {
     message.headers().map(|h| h.iter().map(|h| (h.key, h.value)).collect()).unwrap_or_default()

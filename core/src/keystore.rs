@@ -407,6 +407,12 @@ mod kafka_store {
         }
     }
 
+    /// A client that cannot be made: its settings are wrong (a configuration error, not worth a
+    /// retry).
+    fn client_error(what: &str, e: rdkafka::error::KafkaError) -> Error {
+        Error::config(format!("key store topic: {what}: {}", crate::kafka::client_creation_error(&e)))
+    }
+
     fn kafka_error(what: &str, e: impl fmt::Display) -> Error {
         Error::retryable(ErrorKind::Kms, format!("key store topic: {what}: {e}"))
     }
@@ -440,17 +446,24 @@ mod kafka_store {
                 .set("enable.idempotence", "true")
                 .set("linger.ms", "0")
                 .create_with_context(DeliveryReports::default())
-                .map_err(|e| kafka_error("producer", e))?;
+                .map_err(|e| client_error("producer", e))?;
             let consumer: BaseConsumer = config
                 .clone()
                 .set("group.id", "fieldcrypt-key-store")
                 .set("enable.auto.commit", "false")
                 .set("enable.partition.eof", "false")
                 .create()
-                .map_err(|e| kafka_error("consumer", e))?;
+                .map_err(|e| client_error("consumer", e))?;
             let metadata = consumer.fetch_metadata(Some(topic), timeout).map_err(|e| kafka_error("metadata", e))?;
             let partitions: Vec<i32> =
                 metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+            if partitions.is_empty() {
+                // Missing (create_topic off), or not visible to this client: an empty store would
+                // look like one without keys, and a shred would succeed while deleting nothing.
+                return Err(Error::config(format!(
+                    "key store topic {topic:?} does not exist or is not readable (create_topic is {create_topic})"
+                )));
+            }
             let mut assignment = TopicPartitionList::new();
             for p in &partitions {
                 assignment.add_partition_offset(topic, *p, Offset::Beginning).map_err(|e| kafka_error("assign", e))?;
@@ -554,7 +567,7 @@ mod kafka_store {
     }
 
     fn create_compacted(config: &ClientConfig, topic: &str, replication: i32, timeout: Duration) -> Result<()> {
-        let admin: AdminClient<DefaultClientContext> = config.create().map_err(|e| kafka_error("admin", e))?;
+        let admin: AdminClient<DefaultClientContext> = config.create().map_err(|e| client_error("admin", e))?;
         let new = NewTopic::new(topic, 1, TopicReplication::Fixed(replication)).set("cleanup.policy", "compact");
         let options = AdminOptions::new().operation_timeout(Some(timeout)).request_timeout(Some(timeout));
         let done = block_on(admin.create_topics([&new], &options)).map_err(|e| kafka_error("create topic", e))?;

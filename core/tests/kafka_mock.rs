@@ -82,3 +82,29 @@ async fn produce_and_consume_through_rdkafka() {
     }
     assert_eq!(full.stats().kms_unwrap_calls, 1, "one unwrap for the one DEK, not one per record");
 }
+
+/// A rejected client setting is reported by name, never by value (settings hold passwords), in
+/// the key store, the policy source and through `client_creation_error`.
+#[test]
+fn rejected_client_settings_are_named_without_their_values() {
+    use fieldcrypt::config;
+    for (name, value, why) in
+        [("sasl.pasword", "hunter2-secret", "no such setting"), ("acks", "hunter2-secret", "not valid")]
+    {
+        let mut client = ClientConfig::new();
+        client.set("bootstrap.servers", "127.0.0.1:1").set(name, value);
+        let e = client.create::<FutureProducer>().map(|_| ()).unwrap_err();
+        let text = fieldcrypt::kafka::client_creation_error(&e);
+        assert!(text.contains(name) && text.contains(why) && !text.contains("hunter2"), "{text}");
+        for document in [
+            serde_json::json!({"key_store": {"kafka": {"bootstrap": "127.0.0.1:1", "properties": {name: value}}}}),
+            serde_json::json!({"policy_source": {"kafka": {"bootstrap": "127.0.0.1:1", "properties": {name: value}},
+                                                 "policy_id": "p", "allow_unsigned": true}}),
+        ] {
+            let policy = if document.get("policy_source").is_some() { None } else { Some(POLICY) };
+            let e = config::open(policy, &document.to_string()).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+            assert!(e.message().contains(name) && !e.message().contains("hunter2"), "{e}");
+        }
+    }
+}

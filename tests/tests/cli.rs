@@ -404,6 +404,20 @@ fn keys_list_rotate_shred_with_a_kafka_store() {
         &format!("kafka:{bootstrap}/{topic}"),
         json!({"kafka": {"bootstrap": bootstrap, "topic": topic}}),
     );
+    // Client properties reach the store's clients; a key topic that does not exist is refused
+    // (not created empty: a shred there would delete nothing, successfully).
+    let store = format!("kafka:{bootstrap}/{topic}");
+    fieldcrypt(&["keys", "list", "--store", &store, "--kafka-property", "client.id=fieldcrypt-cli-it"], "")
+        .ok("keys list with a property");
+    let bad = fieldcrypt(&["keys", "list", "--store", &store, "--kafka-property", "no.such.property=1"], "");
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    let missing = format!("kafka:{bootstrap}/_fieldcrypt_keys-missing-{}", unique_subject("cli"));
+    for args in [&["keys", "list", "--store", &missing][..], &["keys", "shred", "cust-1", "--store", &missing, "--yes"]]
+    {
+        let refused = fieldcrypt(args, "");
+        assert_eq!(refused.code, 2, "{args:?}: {}", refused.stderr);
+        assert!(refused.stderr.contains("does not exist"), "{}", refused.stderr);
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

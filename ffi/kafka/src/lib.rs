@@ -64,7 +64,7 @@ pub unsafe extern "C" fn fc_kafka_producer_new(
         }
         let producer = config
             .create_with_context(DeliveryReports::default())
-            .map_err(|e| kafka_failure("creating the producer", e))?;
+            .map_err(|e| kafka_failure("creating the producer", fieldcrypt::kafka::client_creation_error(&e)))?;
         unsafe { put(producer_out, Box::into_raw(Box::new(fc_kafka_producer { producer })), "producer_out") }
     })
 }
@@ -134,7 +134,9 @@ pub unsafe extern "C" fn fc_kafka_consumer_new(
         if consumer_out.is_null() {
             return Err(Failure::invalid("consumer_out is NULL"));
         }
-        let consumer: BaseConsumer = config.create().map_err(|e| kafka_failure("creating the consumer", e))?;
+        let consumer: BaseConsumer = config
+            .create()
+            .map_err(|e| kafka_failure("creating the consumer", fieldcrypt::kafka::client_creation_error(&e)))?;
         consumer.subscribe(&topics).map_err(|e| kafka_failure("subscribe", e))?;
         unsafe { put(consumer_out, Box::into_raw(Box::new(fc_kafka_consumer { consumer })), "consumer_out") }
     })

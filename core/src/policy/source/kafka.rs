@@ -19,7 +19,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::{Fetched, PolicySource, MAX_POLICY_DOCUMENT};
 use crate::error::{Error, ErrorKind, Result};
-use crate::kafka::block_on;
+use crate::kafka::{block_on, client_creation_error};
 use crate::policy::signed::SignedPolicy;
 use crate::policy::Policy;
 
@@ -78,7 +78,7 @@ impl KafkaTopicSource {
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest")
             .create()
-            .map_err(|e| Error::config(format!("policy topic consumer: {e}")))?;
+            .map_err(|e| Error::config(format!("policy topic consumer: {}", client_creation_error(&e))))?;
         Ok(KafkaTopicSource {
             topic: DEFAULT_POLICY_TOPIC.to_string(),
             policy_id: policy_id.to_string(),
@@ -264,7 +264,7 @@ impl PolicyPublisher {
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .create()
-            .map_err(|e| Error::config(format!("policy topic producer: {e}")))?;
+            .map_err(|e| Error::config(format!("policy topic producer: {}", client_creation_error(&e))))?;
         Ok(PolicyPublisher {
             config: config.clone(),
             producer,
@@ -293,8 +293,10 @@ impl PolicyPublisher {
     /// replication) if it is missing; fails if it exists without compaction, where retention
     /// would one day delete the only record of a policy.
     pub fn ensure_topic(&self) -> Result<()> {
-        let admin: AdminClient<DefaultClientContext> =
-            self.config.create().map_err(|e| Error::config(format!("policy topic admin client: {e}")))?;
+        let admin: AdminClient<DefaultClientContext> = self
+            .config
+            .create()
+            .map_err(|e| Error::config(format!("policy topic admin client: {}", client_creation_error(&e))))?;
         let options = AdminOptions::new().operation_timeout(Some(self.timeout)).request_timeout(Some(self.timeout));
         let new = NewTopic::new(&self.topic, 1, TopicReplication::Fixed(-1)).set("cleanup.policy", "compact");
         for result in block_on(admin.create_topics([&new], &options)).map_err(|e| kafka_error("create topic", e))? {
