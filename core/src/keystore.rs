@@ -367,9 +367,9 @@ mod kafka_store {
     use rdkafka::config::ClientConfig;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::Message;
-    use rdkafka::producer::{BaseProducer, BaseRecord};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
 
-    use crate::kafka::{block_on, wait_for_delivery, DeliveryReports};
+    use crate::kafka::block_on;
     use rdkafka::{Offset, TopicPartitionList};
 
     use super::*;
@@ -390,8 +390,9 @@ mod kafka_store {
     pub struct KafkaKeyStore {
         topic: String,
         shared: Arc<Shared>,
-        /// Polled by the writer itself, so a write returns as soon as the broker acknowledged it.
-        producer: BaseProducer<DeliveryReports>,
+        /// Each write waits for its own acknowledgement, so concurrent writers (new subjects'
+        /// keys made on several threads) neither wait for each other's nor take their errors.
+        producer: FutureProducer,
         consumer: Arc<BaseConsumer>,
         reader: Option<JoinHandle<()>>,
         bootstrap: String,
@@ -440,12 +441,12 @@ mod kafka_store {
                 create_compacted(config, topic, replication, timeout)?;
             }
             let bootstrap = config.get("bootstrap.servers").unwrap_or_default();
-            let producer: BaseProducer<DeliveryReports> = config
+            let producer: FutureProducer = config
                 .clone()
                 .set("acks", "all")
                 .set("enable.idempotence", "true")
                 .set("linger.ms", "0")
-                .create_with_context(DeliveryReports::default())
+                .create()
                 .map_err(|e| client_error("producer", e))?;
             let consumer: BaseConsumer = config
                 .clone()
@@ -521,12 +522,11 @@ mod kafka_store {
         }
 
         fn send(&self, key: &str, value: Option<&[u8]>) -> Result<()> {
-            let mut record: BaseRecord<'_, str, [u8]> = BaseRecord::to(&self.topic).key(key);
+            let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(&self.topic).key(key);
             if let Some(v) = value {
                 record = record.payload(v);
             }
-            self.producer.send(record).map_err(|(e, _)| kafka_error("send", e))?;
-            wait_for_delivery(&self.producer, self.timeout).map_err(|e| kafka_error("delivery", e))
+            block_on(self.producer.send(record, self.timeout)).map(|_| ()).map_err(|(e, _)| kafka_error("send", e))
         }
     }
 
