@@ -16,7 +16,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -24,20 +23,8 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	fieldcrypt "github.com/fieldcrypt/fieldcrypt/bindings/go"
+	"github.com/fieldcrypt/fieldcrypt/bindings/go/internal/fctest"
 )
-
-func governanceBroker(t *testing.T) string {
-	t.Helper()
-	bootstrap := os.Getenv("FIELDCRYPT_KAFKA")
-	if bootstrap == "" {
-		const start = `FIELDCRYPT_RUN=/tmp/fc-go scripts/servers.sh start kafka && eval "$(FIELDCRYPT_RUN=/tmp/fc-go scripts/servers.sh env)"`
-		if os.Getenv("FIELDCRYPT_SERVER_TESTS") == "1" {
-			t.Fatalf("FIELDCRYPT_SERVER_TESTS=1 is set, but FIELDCRYPT_KAFKA is not: %s", start)
-		}
-		t.Skip("no broker: set FIELDCRYPT_KAFKA (" + start + ")")
-	}
-	return bootstrap
-}
 
 // publishPolicy sends a policy document as the security team's tooling would (key = policy id)
 // with confluent-kafka-go, and waits for the broker's acknowledgement.
@@ -63,7 +50,7 @@ func TestGovernanceBrokerScenario(t *testing.T) {
 	if !fieldcrypt.KafkaSupport {
 		t.Fatal("built with fieldcrypt_kafka but KafkaSupport is false")
 	}
-	bootstrap := governanceBroker(t)
+	bootstrap := fctest.Broker(t)
 	run := time.Now().UnixNano()
 	policyTopic := fmt.Sprintf("_fieldcrypt_policy-gov-go-%d", run)
 	keyTopic := fmt.Sprintf("_fieldcrypt_keys-gov-go-%d", run)

@@ -29,22 +29,8 @@ import (
 	"github.com/fieldcrypt/fieldcrypt/bindings/go/kafkaserde"
 )
 
-const start = `FIELDCRYPT_RUN=/tmp/fc-go scripts/servers.sh start kafka && eval "$(FIELDCRYPT_RUN=/tmp/fc-go scripts/servers.sh env)"`
-
-func brokerOrSkip(t *testing.T) string {
-	t.Helper()
-	bootstrap := os.Getenv("FIELDCRYPT_KAFKA")
-	if bootstrap == "" {
-		if os.Getenv("FIELDCRYPT_SERVER_TESTS") == "1" || os.Getenv("FIELDCRYPT_REGISTRY") != "" {
-			t.Fatalf("FIELDCRYPT_SERVER_TESTS=1 or FIELDCRYPT_REGISTRY is set, but FIELDCRYPT_KAFKA is not: %s", start)
-		}
-		t.Skip("no broker: set FIELDCRYPT_KAFKA (" + start + ")")
-	}
-	return bootstrap
-}
-
 func TestBrokerRoundTrip(t *testing.T) {
-	bootstrap := brokerOrSkip(t)
+	bootstrap := fctest.Broker(t)
 	// A topic of its own per run; the demo policy encrypts payments-*.
 	topic := fmt.Sprintf("payments-go-%d", time.Now().UnixNano())
 

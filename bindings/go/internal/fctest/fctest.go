@@ -24,6 +24,22 @@ var (
 	PaymentDir = filepath.Join(Root, "schemas", "payment")
 )
 
+// Broker is the bootstrap address of the real broker (FIELDCRYPT_KAFKA). Without one the test
+// is skipped in a plain `go test`, and fails where servers are expected: FIELDCRYPT_SERVER_TESTS=1
+// (make test) or FIELDCRYPT_REGISTRY set.
+func Broker(tb testing.TB) string {
+	tb.Helper()
+	bootstrap := os.Getenv("FIELDCRYPT_KAFKA")
+	if bootstrap == "" {
+		const start = `FIELDCRYPT_RUN=/tmp/fc-go scripts/servers.sh start kafka && eval "$(FIELDCRYPT_RUN=/tmp/fc-go scripts/servers.sh env)"`
+		if os.Getenv("FIELDCRYPT_SERVER_TESTS") == "1" || os.Getenv("FIELDCRYPT_REGISTRY") != "" {
+			tb.Fatalf("FIELDCRYPT_SERVER_TESTS=1 or FIELDCRYPT_REGISTRY is set, but FIELDCRYPT_KAFKA is not: %s", start)
+		}
+		tb.Skip("no broker: set FIELDCRYPT_KAFKA (" + start + ")")
+	}
+	return bootstrap
+}
+
 // Read returns a file's content or fails the test.
 func Read(tb testing.TB, path string) []byte {
 	tb.Helper()
