@@ -182,7 +182,7 @@ impl AvroDatumSchema {
         bytes: &'a [u8],
         builder: &mut B,
     ) -> std::result::Result<B::Value, B::Error> {
-        let mut r = Reader { bytes, pos: 0 };
+        let mut r = Reader::new(bytes);
         let v = self.dec(self.schema.root, &mut r, 0, builder)?;
         if r.pos != bytes.len() {
             return Err(err(format!("{} bytes after the Avro datum", bytes.len() - r.pos)).into());
@@ -340,7 +340,15 @@ impl AvroDatumSchema {
             }
             Ty::Array(items) => {
                 let mut out = b.array()?;
+                // Items of zero bytes cost no input: bound their count by the input's size, or a
+                // few bytes could ask for 2^62 values.
+                let zero = self.schema.zero_sized(*items, &mut Vec::new());
                 while let Some(n) = r.block()? {
+                    if zero {
+                        r.zero_items_left = r.zero_items_left.checked_sub(n).ok_or_else(|| {
+                            err(format!("the Avro datum holds more than {MAX_ZERO_ITEMS} zero-byte array items"))
+                        })?;
+                    }
                     for _ in 0..n {
                         let v = self.dec(*items, r, depth + 1, b)?;
                         b.push(&mut out, v)?;
@@ -407,6 +415,18 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
 struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// Array items of zero bytes (null, empty records) still to be accepted in this datum: they
+    /// cost no input, so without a bound a few bytes could ask for 2^62 values.
+    zero_items_left: usize,
+}
+
+/// The most zero-byte array items one datum may hold.
+const MAX_ZERO_ITEMS: usize = 1 << 20;
+
+impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Reader<'a> {
+        Reader { bytes, pos: 0, zero_items_left: MAX_ZERO_ITEMS }
+    }
 }
 
 impl<'a> Reader<'a> {
@@ -468,7 +488,7 @@ impl AvroSchema {
     /// root that is not a record, or no such field.
     pub(crate) fn top_level_text(&self, bytes: &[u8], member: &str) -> Result<Option<String>> {
         let Ty::Record(rec) = &self.types[self.root as usize] else { return Ok(None) };
-        let mut r = Reader { bytes, pos: 0 };
+        let mut r = Reader::new(bytes);
         for f in &rec.fields {
             if f.name == member {
                 return self.scalar_text(f.ty, &mut r, true);
@@ -542,19 +562,16 @@ impl AvroSchema {
     }
 
     fn skip_blocks(&self, item: TyId, keyed: bool, r: &mut Reader<'_>, depth: u32) -> Result<()> {
+        // Array items of zero bytes (null, empty records) take no input: their blocks are passed
+        // whole, so a huge count is no long loop.
+        let zero = !keyed && self.zero_sized(item, &mut Vec::new());
         while let Some(n) = r.block()? {
-            for _ in 0..n {
-                let before = r.pos;
+            for _ in 0..if zero { 0 } else { n } {
                 if keyed {
                     let k = r.len()?;
                     r.take(k)?;
                 }
                 self.skip(item, r, depth + 1)?;
-                if r.pos == before {
-                    // Items of zero bytes (null, empty records): the rest of the block is too,
-                    // and a huge count must not become a long loop.
-                    break;
-                }
             }
         }
         Ok(())
@@ -662,6 +679,23 @@ mod tests {
         out.push(0);
         put_bytes(&mut out, b"c-1");
         assert_eq!(schema.schema.top_level_text(&out, "id").unwrap().as_deref(), Some("c-1"));
+    }
+
+    #[test]
+    fn a_huge_block_of_zero_byte_items_is_refused_not_allocated() {
+        let nulls =
+            r#"{"type": "record", "name": "N", "fields": [{"name": "z", "type": {"type": "array", "items": "null"}}]}"#;
+        let schema = AvroDatumSchema::parse(nulls, &[]).unwrap();
+        let mut out = Vec::new();
+        put_long(&mut out, i64::MAX / 2);
+        out.push(0);
+        assert_eq!(schema.decode(&out).unwrap_err().kind(), ErrorKind::Format);
+        // A block as long as the datum still decodes.
+        let out = [0x06, 0x00]; // 3 nulls in 2 bytes
+        assert_eq!(
+            schema.decode(&out).unwrap(),
+            AvroValue::Map(vec![("z".into(), AvroValue::Array(vec![AvroValue::Null; 3]))])
+        );
     }
 
     #[test]
